@@ -1,0 +1,620 @@
+"""
+The broker: the hub every connection talks to, and the public embedding API.
+
+It owns the client-id table (takeover), the sessions, the subscription trie,
+the retained messages, wills and counters, and routes each message to the
+matching sessions.  It is a Twisted L{Service}: add it to a C{MultiService}
+and attach L{mqttd.protocol.MQTTServerFactory} to any endpoint.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from mqttd.codec.packets import MQTT_5, Will
+from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
+from mqttd.config import BrokerConfig
+from mqttd.message import Message, forwardedProperties
+from mqttd.session import NEVER_EXPIRES, Session, SubscriptionOptions
+from mqttd.topics import (
+    InvalidTopic,
+    RetainedTree,
+    SharedGroup,
+    SubscriptionTrie,
+    splitShared,
+    validateTopicFilter,
+    validateTopicName,
+)
+
+if TYPE_CHECKING:
+    from mqttd.protocol import MQTTServerProtocol
+
+log = Logger(namespace="mqttd")
+
+
+class Counters:
+    """
+    Monotonic message counters (the gauges are computed by
+    L{Broker.stats}).
+
+    @ivar messagesIn: PUBLISH packets accepted from clients, plus messages
+        published in-process and wills.
+    @ivar messagesOut: PUBLISH packets written to clients, plus in-process
+        deliveries.
+    @ivar messagesDropped: deliveries dropped (queue limits, a stalled
+        subscriber's QoS 0, expiry, a client's Maximum Packet Size).
+    @ivar connectionsTotal: connections accepted since start.
+    @ivar connectionsRefused: connections refused (max-connections).
+    """
+
+    __slots__ = (
+        "messagesIn",
+        "messagesOut",
+        "messagesDropped",
+        "connectionsTotal",
+        "connectionsRefused",
+    )
+
+    def __init__(self) -> None:
+        self.messagesIn = 0
+        self.messagesOut = 0
+        self.messagesDropped = 0
+        self.connectionsTotal = 0
+        self.connectionsRefused = 0
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """
+    A snapshot of one session for the embedding API.
+    """
+
+    clientId: str
+    connected: bool
+    protocolLevel: int | None
+    peer: str | None
+    subscriptions: tuple[str, ...]
+    queuedMessages: int
+    inflightMessages: int
+    expiryInterval: int
+    dropped: int
+
+
+class LocalSubscription:
+    """
+    An in-process subscription made with L{Broker.subscribe}: matching
+    messages are passed to a callable, synchronously, as they are routed.
+
+    @ivar topicFilter: the filter as given.
+    """
+
+    # The trie treats this like a session: it needs these two attributes.
+    clientId: str | None = None
+
+    def __init__(
+        self, broker: Broker, topicFilter: str, callback: Callable[[Message], object], qos: int
+    ) -> None:
+        self.topicFilter = topicFilter
+        self._broker = broker
+        self._callback = callback
+        self._qos = qos
+        self.active = True
+
+    def deliver(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None:
+        """
+        Hand a message to the callback; an exception is logged, never
+        propagated into the routing of other subscribers.
+        """
+        self._broker.counters.messagesOut += 1
+        try:
+            self._callback(message)
+        except Exception:
+            log.failure("in-process subscriber for {topicFilter!r} failed",
+                        topicFilter=self.topicFilter)
+
+    def cancel(self) -> None:
+        """
+        Stop receiving messages.
+        """
+        if self.active:
+            self.active = False
+            group, topicFilter = splitShared(self.topicFilter)
+            self._broker._trie.unsubscribe(topicFilter, self, group)
+
+
+class Broker(Service):
+    """
+    An MQTT broker.
+
+    @ivar config: the settings (L{BrokerConfig}).
+    @ivar clock: the reactor's time interface used for every timer.
+    @ivar counters: the message and connection counters.
+    """
+
+    name = "mqttd-broker"
+
+    def __init__(
+        self, config: BrokerConfig | None = None, clock: IReactorTime | None = None
+    ) -> None:
+        if config is None:
+            config = BrokerConfig()
+        config.validate()
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self.config = config
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.counters = Counters()
+        self.sessions: dict[str, Session] = {}
+        self.connections: dict[str, MQTTServerProtocol] = {}
+        self.protocols: set[MQTTServerProtocol] = set()
+        self._trie = SubscriptionTrie()
+        self._retained: RetainedTree[Message] = RetainedTree()
+        self._pendingWills: dict[str, IDelayedCall] = {}
+        self._offlineLimits = (config.maxQueuedMessages, config.maxQueuedBytes)
+        #: The connection whose PUBLISH is being routed (for throttling).
+        self.currentSource: MQTTServerProtocol | None = None
+
+    # -- embedding API ------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> int:
+        """
+        Publish a message in-process, as if a client had published it.
+
+        @param properties: MQTT 5.0 properties to forward (e.g. user
+            properties or a Message Expiry Interval).
+        @return: how many subscriptions it was delivered to.
+        @raise InvalidTopic: if C{topic} is not a valid topic name.
+        @raise ValueError: for a QoS other than 0, 1 or 2.
+        """
+        validateTopicName(topic, self.config.maxTopicLevels)
+        if qos not in (0, 1, 2):
+            raise ValueError(f"invalid QoS {qos}")
+        self.counters.messagesIn += 1
+        return self.route(self.makeMessage(topic, bytes(payload), qos, retain,
+                                           properties or NO_PROPERTIES, None))
+
+    def subscribe(
+        self, topicFilter: str, callback: Callable[[Message], object], qos: int = 0
+    ) -> LocalSubscription:
+        """
+        Subscribe in-process: C{callback(message)} is called for every
+        matching message (a L{Message} with C{topic}, C{payload}, C{qos},
+        C{retain}, C{properties}).  No retained messages are replayed; read
+        them with L{retained}.
+
+        @return: a L{LocalSubscription}; call its C{cancel()} to stop.
+        @raise InvalidTopic: if the filter is not valid.
+        """
+        group, realFilter = splitShared(topicFilter)
+        validateTopicFilter(realFilter, self.config.maxTopicLevels)
+        subscription = LocalSubscription(self, topicFilter, callback, qos)
+        self._trie.subscribe(realFilter, subscription, SubscriptionOptions(realFilter, qos,
+                                                                           group=group), group)
+        return subscription
+
+    def retained(self, topicFilter: str = "#") -> list[Message]:
+        """
+        The retained messages matching a filter.
+        """
+        validateTopicFilter(topicFilter, self.config.maxTopicLevels)
+        now = self.clock.seconds()
+        return [m for m in self._retained.iterMatch(topicFilter)
+                if m.expiresAt is None or m.expiresAt > now]
+
+    def listSessions(self) -> list[SessionInfo]:
+        """
+        A snapshot of every session, connected or not.
+        """
+        result = []
+        for session in self.sessions.values():
+            protocol = self.connections.get(session.clientId)
+            result.append(
+                SessionInfo(
+                    clientId=session.clientId,
+                    connected=protocol is not None,
+                    protocolLevel=protocol.protocolLevel if protocol is not None else None,
+                    peer=protocol.peerDescription() if protocol is not None else None,
+                    subscriptions=tuple(session.subscriptions),
+                    queuedMessages=len(session.queue),
+                    inflightMessages=len(session.inflight),
+                    expiryInterval=session.expiryInterval,
+                    dropped=session.dropped,
+                )
+            )
+        return result
+
+    def kick(self, clientId: str, reasonCode: int = 0x98) -> bool:
+        """
+        Disconnect a client (v5 clients get DISCONNECT with C{reasonCode},
+        by default 0x98 Administrative action).  Its will is published.
+
+        @return: whether the client was connected.
+        """
+        protocol = self.connections.get(clientId)
+        if protocol is None:
+            return False
+        protocol.closeWith(reasonCode, "kicked by the broker's owner")
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """
+        Counters and gauges: C{messagesIn}, C{messagesOut},
+        C{messagesDropped}, C{messagesQueued} (queued or in flight in all
+        sessions), C{connections} (open now), C{connectionsTotal},
+        C{connectionsRefused}, C{sessions}, C{subscriptions}, C{retained}.
+        """
+        c = self.counters
+        return {
+            "messagesIn": c.messagesIn,
+            "messagesOut": c.messagesOut,
+            "messagesDropped": c.messagesDropped,
+            "messagesQueued": sum(len(s.queue) + len(s.inflight)
+                                  for s in self.sessions.values()),
+            "connections": len(self.protocols),
+            "connectionsTotal": c.connectionsTotal,
+            "connectionsRefused": c.connectionsRefused,
+            "sessions": len(self.sessions),
+            "subscriptions": len(self._trie),
+            "retained": len(self._retained),
+        }
+
+    def stopService(self) -> Any:
+        """
+        Disconnect every client (v5: DISCONNECT 0x8B Server shutting down)
+        and cancel the broker's timers.
+        """
+        super().stopService()
+        for protocol in list(self.protocols):
+            protocol.closeWith(0x8B, "server shutting down", publishWill=False)
+        for call in self._pendingWills.values():
+            if call.active():
+                call.cancel()
+        self._pendingWills.clear()
+        for session in self.sessions.values():
+            if session.expiryCall is not None and session.expiryCall.active():
+                session.expiryCall.cancel()
+        return None
+
+    # -- messages -----------------------------------------------------------
+
+    def makeMessage(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        properties: Properties,
+        senderId: str | None,
+    ) -> Message:
+        """
+        Build a message from a PUBLISH or will: forwardable properties kept,
+        Message Expiry Interval turned into an absolute time.
+        """
+        expiresAt = None
+        if properties:
+            expiry = properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
+            properties = forwardedProperties(properties)
+            if expiry is not None:
+                expiresAt = self.clock.seconds() + expiry
+        return Message(topic, payload, qos, retain, properties, senderId, expiresAt)
+
+    def route(self, message: Message, storeRetained: bool = True) -> int:
+        """
+        Store a retained message and deliver a message to every matching
+        subscription: one copy per session at the highest matching QoS
+        [MQTT-3.3.5-1], delivery QoS = min(message QoS, granted QoS), the
+        RETAIN flag cleared unless Retain As Published [MQTT-3.3.1-9].
+
+        @param storeRetained: whether to store a retained message (the
+            caller may have stored it already).
+        @return: how many sessions (and shared groups) it went to.
+        """
+        if message.retain and storeRetained:
+            self.storeRetained(message)
+        found, groups = self._trie.match(message.topic)
+        if not found and not groups:
+            return 0
+        mqos = message.qos
+        sender = message.senderId
+        count = 0
+        if len(found) == 1:
+            for target, opts in tuple(found[0].items()):
+                if opts.noLocal and target.clientId == sender:
+                    continue
+                target.deliver(
+                    message,
+                    opts.qos if opts.qos < mqos else mqos,
+                    message.retain and opts.retainAsPublished,
+                    opts.subscriptionIds,
+                )
+                count += 1
+        elif found:
+            merged: dict[Hashable, list[Any]] = {}
+            for subscribers in found:
+                for target, opts in subscribers.items():
+                    if opts.noLocal and target.clientId == sender:
+                        continue
+                    qos = opts.qos if opts.qos < mqos else mqos
+                    retain = message.retain and opts.retainAsPublished
+                    entry = merged.get(target)
+                    if entry is None:
+                        merged[target] = [qos, retain, opts.subscriptionIds]
+                    else:
+                        if qos > entry[0]:
+                            entry[0] = qos
+                        entry[1] = entry[1] or retain
+                        entry[2] = entry[2] + opts.subscriptionIds
+            for target, (qos, retain, subscriptionIds) in merged.items():
+                target.deliver(message, qos, retain, subscriptionIds)  # type: ignore[attr-defined]
+                count += 1
+        for group in groups:
+            if self._deliverShared(group, message):
+                count += 1
+        return count
+
+    def _deliverShared(self, group: SharedGroup, message: Message) -> bool:
+        """
+        Give a message to one member of a shared subscription group:
+        round-robin over connected members, else the next member's session.
+        """
+        members = list(group.members.items())
+        if not members:
+            return False
+        start = group.cursor % len(members)
+        chosen = None
+        for offset in range(len(members)):
+            target, opts = members[(start + offset) % len(members)]
+            if getattr(target, "connection", True) is not None:
+                chosen = (target, opts)
+                group.cursor = start + offset + 1
+                break
+        if chosen is None:
+            chosen = members[start]
+            group.cursor = start + 1
+        target, opts = chosen
+        target.deliver(message, min(opts.qos, message.qos),
+                       message.retain and opts.retainAsPublished, opts.subscriptionIds)
+        return True
+
+    def storeRetained(self, message: Message) -> bool:
+        """
+        Retain a message (replacing the topic's previous one), or clear the
+        topic's retained message if the payload is empty [MQTT-3.3.1-10].
+
+        @return: C{False} if it could not be stored (max-retained-messages).
+        """
+        if not message.payload:
+            self._retained.remove(message.topic)
+            return True
+        if (
+            len(self._retained) >= self.config.maxRetainedMessages
+            and self._retained.get(message.topic) is None
+        ):
+            return False
+        self._retained.set(message.topic, message)
+        return True
+
+    def iterRetained(self, topicFilter: str) -> Iterator[Message]:
+        """
+        Retained messages matching a (non-shared) filter, lazily; expired
+        ones are removed on the way.
+        """
+        for message in self._retained.iterMatch(topicFilter):
+            if message.expiresAt is not None and message.expiresAt <= self.clock.seconds():
+                if self._retained.get(message.topic) is message:
+                    self._retained.remove(message.topic)
+                continue
+            yield message
+
+    # -- subscriptions --------------------------------------------------------
+
+    def addSubscription(self, session: Session, fullFilter: str,
+                        options: SubscriptionOptions) -> bool:
+        """
+        Record a subscription of a session (replacing one with the same
+        filter).
+
+        @return: whether it is new.
+        """
+        isNew = fullFilter not in session.subscriptions
+        session.subscriptions[fullFilter] = options
+        self._trie.subscribe(options.topicFilter, session, options, options.group)
+        return isNew
+
+    def removeSubscription(self, session: Session, fullFilter: str) -> bool:
+        """
+        Remove a subscription of a session.
+
+        @return: whether it existed.
+        """
+        options = session.subscriptions.pop(fullFilter, None)
+        if options is None:
+            return False
+        self._trie.unsubscribe(options.topicFilter, session, options.group)
+        return True
+
+    def checkFilter(self, fullFilter: str) -> tuple[str | None, str]:
+        """
+        Validate a subscription filter (shared or not).
+
+        @return: C{(shareName, filter)}.
+        @raise InvalidTopic: if it is not acceptable.
+        """
+        group, topicFilter = splitShared(fullFilter)
+        validateTopicFilter(topicFilter, self.config.maxTopicLevels)
+        return group, topicFilter
+
+    # -- connections and sessions --------------------------------------------
+
+    def assignClientId(self) -> str:
+        """
+        A new unique client identifier for a client that sent an empty one.
+        """
+        while True:
+            clientId = "mqttd-" + secrets.token_hex(8)
+            if clientId not in self.sessions:
+                return clientId
+
+    def connectClient(
+        self,
+        protocol: MQTTServerProtocol,
+        clientId: str,
+        cleanStart: bool,
+        expiryInterval: int,
+        identity: Any,
+    ) -> tuple[Session, bool]:
+        """
+        Attach a newly connected client to its session, taking over any live
+        connection with the same client id [MQTT-3.1.4-2].
+
+        @return: the session and whether it already existed (Session
+            Present).
+        """
+        old = self.connections.get(clientId)
+        if old is not None:
+            self._takeOver(old, protocol, cleanStart)
+        pendingWill = self._pendingWills.pop(clientId, None)
+        if pendingWill is not None and pendingWill.active():
+            # Reconnected within the Will Delay Interval: no will [MQTT-3.1.3-9].
+            pendingWill.cancel()
+        session = self.sessions.get(clientId)
+        if session is not None:
+            if session.expiryCall is not None and session.expiryCall.active():
+                session.expiryCall.cancel()
+            session.expiryCall = None
+            if cleanStart:
+                session.clear(self._trie)
+                session = None
+        present = session is not None
+        if session is None:
+            session = Session(clientId, expiryInterval, self.counters, self._offlineLimits)
+            self.sessions[clientId] = session
+        session.expiryInterval = expiryInterval
+        session.identity = identity
+        session.connection = protocol
+        self.connections[clientId] = protocol
+        return session, present
+
+    def _takeOver(
+        self, old: MQTTServerProtocol, new: MQTTServerProtocol, newCleanStart: bool
+    ) -> None:
+        """
+        Disconnect a live connection whose client id a new connection uses
+        (v5: DISCONNECT 0x8E [MQTT-3.1.4-3]).  Its will: MQTT 5.0 sends it
+        unless the session continues and the will is delayed (section
+        3.1.3.2.2); for 3.1.x, as mosquitto does, only when a clean session
+        is involved on either side.
+        """
+        session = old.session
+        will = old.will
+        publishWill = False
+        if will is not None and session is not None:
+            if old.protocolLevel == MQTT_5:
+                delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0)
+                publishWill = newCleanStart or not delay
+            else:
+                publishWill = newCleanStart or session.expiryInterval == 0
+        old.detach("session taken over")
+        old.closeWith(0x8E, "session taken over", publishWill=False)
+        if session is not None:
+            session.connection = None
+        if self.connections.get(old.clientId) is old:
+            del self.connections[old.clientId]
+        if publishWill and will is not None:
+            self.publishWill(old.clientId, will)
+
+    def clientDisconnected(
+        self, protocol: MQTTServerProtocol, will: Will | None
+    ) -> None:
+        """
+        A connected client's connection is gone: publish its will (if
+        given; delayed by a v5 Will Delay Interval), then end its session
+        or start its expiry timer.
+        """
+        clientId = protocol.clientId
+        if self.connections.get(clientId) is protocol:
+            del self.connections[clientId]
+        session = protocol.session
+        if session is None:
+            return
+        session.connection = None
+        if will is not None:
+            delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0) if will.properties else 0
+            if delay and session.expiryInterval:
+                self._pendingWills[clientId] = self.clock.callLater(
+                    delay, self._delayedWill, clientId, will
+                )
+            else:
+                self.publishWill(clientId, will)
+        if session.expiryInterval == 0:
+            self.endSession(session)
+        elif session.expiryInterval != NEVER_EXPIRES:
+            session.expiryCall = self.clock.callLater(
+                session.expiryInterval, self._expireSession, session
+            )
+
+    def _delayedWill(self, clientId: str, will: Will) -> None:
+        self._pendingWills.pop(clientId, None)
+        self.publishWill(clientId, will)
+
+    def _expireSession(self, session: Session) -> None:
+        session.expiryCall = None
+        if self.sessions.get(session.clientId) is not session or session.connection is not None:
+            return
+        log.info("session {clientId!r} expired", clientId=session.clientId)
+        # The will is sent at the earlier of will delay and session end
+        # [MQTT-3.1.3-9].
+        pending = self._pendingWills.pop(session.clientId, None)
+        if pending is not None and pending.active():
+            pending.cancel()
+            will = pending.args[1]  # type: ignore[attr-defined]
+            self.publishWill(session.clientId, will)
+        self.endSession(session)
+
+    def endSession(self, session: Session) -> None:
+        """
+        Discard a session: its subscriptions and queued messages.
+        """
+        if self.sessions.get(session.clientId) is session:
+            del self.sessions[session.clientId]
+        session.clear(self._trie)
+
+    def publishWill(self, clientId: str, will: Will) -> None:
+        """
+        Publish a client's will message.
+        """
+        self.counters.messagesIn += 1
+        props = will.properties
+        if props and PropertyId.WILL_DELAY_INTERVAL in props:
+            props = {k: v for k, v in props.items() if k != PropertyId.WILL_DELAY_INTERVAL}
+        self.route(self.makeMessage(will.topic, will.payload, will.qos, will.retain,
+                                    props, clientId))
+
+    def validateWillTopic(self, topic: str) -> None:
+        """
+        Check a will topic against the broker's topic rules.
+
+        @raise InvalidTopic: if it is not acceptable.
+        """
+        validateTopicName(topic, self.config.maxTopicLevels)
+
+
+__all__ = ["Broker", "Counters", "InvalidTopic", "LocalSubscription", "SessionInfo"]

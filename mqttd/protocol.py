@@ -1,0 +1,979 @@
+"""
+The Twisted side of the broker: a thin server protocol over the codec and
+the broker, and its factory.
+
+C{MQTTServerProtocol.dataReceived} decodes every packet of a chunk in one
+loop and dispatches on packet class; nothing raised while handling a packet
+escapes it: protocol violations close the connection (v5 clients are told
+the reason code first), anything else is logged and closes the connection.
+
+Flow control (DESIGN.md section 4): the protocol is a push producer on its
+own transport.  When the transport's buffer is full, deliveries wait in the
+session queue; when that queue rises above its high-water mark, the
+publisher whose message landed there is paused (its socket is no longer
+read) until the queue drains to the low-water mark.  A subscriber that makes
+no progress for the stall timeout stops throttling anyone: its QoS 0
+deliveries are dropped, QoS 1/2 are kept up to the queue limits, and once
+its unsent bytes pass the outbound buffer limit it is disconnected (v5
+0x97).  A connection whose own output is not drained is not read either.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from twisted.cred.credentials import Anonymous, ICredentials, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mqttd.codec import (
+    MQTT_3_1,
+    MQTT_5,
+    PROTOCOL_MAX_PACKET_SIZE,
+    Auth,
+    Connack,
+    Connect,
+    Decoder,
+    Disconnect,
+    Pingreq,
+    ProtocolError,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+    UnsupportedProtocolVersion,
+    encode,
+)
+from mqttd.codec.properties import NO_PROPERTIES, PropertyId
+from mqttd.interfaces import IMQTTClient
+from mqttd.message import Message
+from mqttd.session import NEVER_EXPIRES, InflightEntry, Session, SubscriptionOptions
+from mqttd.topics import InvalidTopic
+
+if TYPE_CHECKING:
+    from mqttd.broker import Broker
+
+log = Logger(namespace="mqttd")
+
+_PINGRESP = b"\xd0\x00"
+
+# Reasons to stop reading a connection.
+_AUTH = "authenticating"
+_OUTPUT = "output buffer full"
+_THROTTLE = "throttled"
+
+# How long a closing connection may take to flush before it is aborted.
+CLOSE_TIMEOUT = 10.0
+
+# States.
+_AWAITING_CONNECT = 0
+_AUTHENTICATING = 1
+_CONNECTED = 2
+_CLOSED = 3
+
+_V3_CONNACK_FOR_V5 = {0x85: 0x02, 0x86: 0x04, 0x87: 0x05, 0x88: 0x03, 0x89: 0x03, 0x8C: 0x05}
+
+
+def credentialsFromConnect(packet: Connect) -> ICredentials:
+    """
+    The C{twisted.cred} credentials a CONNECT presents: C{UsernamePassword}
+    when it has a user name, C{Anonymous} otherwise.
+    """
+    if packet.username is not None:
+        return UsernamePassword(
+            packet.username.encode("utf-8"),
+            packet.password if packet.password is not None else b"",
+        )
+    return Anonymous()
+
+
+@implementer(IPushProducer)
+class MQTTServerProtocol(Protocol):
+    """
+    One client connection.
+
+    @ivar clientId: the client identifier, once CONNECT is accepted.
+    @ivar protocolLevel: 3, 4 or 5 once CONNECT is received.
+    @ivar session: the session, while the connection owns it.
+    @ivar will: the will message to publish if the connection ends without
+        a normal DISCONNECT.
+    @ivar identity: the avatar returned by authentication.
+    """
+
+    clientId: str = ""
+    protocolLevel: int | None = None
+    session: Session | None = None
+    will = None
+    identity: Any = None
+
+    def __init__(self, factory: MQTTServerFactory) -> None:
+        self.factory = factory
+        self.broker: Broker = factory.broker
+        self._clock: IReactorTime = factory.clock
+        config = self.broker.config
+        self._config = config
+        self._state = _AWAITING_CONNECT
+        self._v5 = False
+        self._closing = False
+        self._draining = False
+        self._readPauses: set[str] = set()
+        self._writable = True
+        self._sendWindow = config.maxInflight
+        self._peerMaxPacket = PROTOCOL_MAX_PACKET_SIZE
+        self._aliases: dict[int, str] = {}
+        self._replays: deque[tuple[Iterator[Message], SubscriptionOptions]] = deque()
+        self._throttling: set[MQTTServerProtocol] = set()
+        self._throttledBy = 0
+        self._stalled = False
+        self._lastProgress = 0.0
+        self._lastPacketAt = 0.0
+        self._keepAlive = 0
+        self._connectExpiry = 0
+        self._cleanDisconnect = False
+        self._closeReason = "connection lost"
+        self._timers: dict[str, IDelayedCall] = {}
+        hw = max(1, config.maxQueuedMessages // 2)
+        self._highWater = (hw, max(1, config.maxOutboundBuffer // 2))
+        self._lowWater = (hw // 2, config.maxOutboundBuffer // 4)
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Connect: self._onConnect,
+            Publish: self._onPublish,
+            Puback: self._onPuback,
+            Pubrec: self._onPubrec,
+            Pubrel: self._onPubrel,
+            Pubcomp: self._onPubcomp,
+            Subscribe: self._onSubscribe,
+            Unsubscribe: self._onUnsubscribe,
+            Pingreq: self._onPingreq,
+            Disconnect: self._onDisconnect,
+            Auth: self._onAuth,
+        }
+
+    # -- connection lifecycle --------------------------------------------
+
+    def connectionMade(self) -> None:
+        config = self._config
+        self._decoder = Decoder(
+            isServer=True,
+            maxPacketSize=config.maxPacketSize,
+            maxConnectSize=config.maxConnectSize,
+            strictStrings=not config.allowControlCharacters,
+        )
+        self.broker.protocols.add(self)
+        self.broker.counters.connectionsTotal += 1
+        self.transport.registerProducer(self, True)
+        self._timers["connect"] = self._clock.callLater(
+            config.connectTimeout, self._connectTimedOut
+        )
+
+    def peerDescription(self) -> str:
+        """
+        The peer address, as text for logs and session listings.
+        """
+        try:
+            peer = self.transport.getPeer()
+        except Exception:
+            return "?"
+        host = getattr(peer, "host", None)
+        port = getattr(peer, "port", None)
+        if host is not None and port is not None:
+            return f"{host}:{port}"
+        name = getattr(peer, "name", None)
+        return str(name) if name else type(peer).__name__
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        wasConnected = self._state == _CONNECTED
+        self._state = _CLOSED
+        self._closing = True
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        self.broker.protocols.discard(self)
+        self._releaseThrottled()
+        self._replays.clear()
+        if self.session is not None:
+            will = None if self._cleanDisconnect else self.will
+            self.broker.clientDisconnected(self, will)
+            self.session = None
+        if wasConnected:
+            log.info(
+                "{clientId!r} disconnected: {reason}",
+                clientId=self.clientId,
+                reason=self._closeReason,
+            )
+        self._decoder = None  # type: ignore[assignment]
+
+    def detach(self, reason: str) -> None:
+        """
+        Give up the session without ending it (it was taken over).
+        """
+        self.session = None
+        self._closeReason = reason
+
+    def closeWith(
+        self, reasonCode: int | None, reason: str, publishWill: bool = True
+    ) -> None:
+        """
+        Close the connection: a v5 client that got its CONNACK is sent
+        DISCONNECT with C{reasonCode} first.  The will is published unless
+        C{publishWill} is false or the client disconnected normally.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._closeReason = reason
+        if not publishWill:
+            self._cleanDisconnect = True
+        if self._state == _CONNECTED and self._v5 and reasonCode is not None:
+            self.transport.write(encode(Disconnect(reasonCode), MQTT_5))
+        self._dropConnection()
+
+    def _dropConnection(self) -> None:
+        self._closing = True
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        if self._state != _CLOSED:
+            self._timers["abort"] = self._clock.callLater(CLOSE_TIMEOUT, self._abort)
+
+    def _abort(self) -> None:
+        self.transport.abortConnection()
+
+    def _connectTimedOut(self) -> None:
+        self._timers.pop("connect", None)
+        if self._state != _CONNECTED:
+            log.info("connection from {peer} closed: no CONNECT within {timeout} s",
+                     peer=self.peerDescription(), timeout=self._config.connectTimeout)
+            self._closeReason = "connect timeout"
+            self._dropConnection()
+
+    def _keepAliveCheck(self) -> None:
+        self._timers.pop("keepalive", None)
+        limit = self._keepAlive * 1.5
+        elapsed = self._clock.seconds() - self._lastPacketAt
+        if elapsed >= limit:
+            # [MQTT-3.1.2-24]: as if the network failed, so the will is sent.
+            self.closeWith(0x8D, "keep-alive timeout")
+        else:
+            self._timers["keepalive"] = self._clock.callLater(
+                limit - elapsed, self._keepAliveCheck
+            )
+
+    # -- reading --------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._decoder.feed(data)
+        self._drain()
+
+    def _drain(self) -> None:
+        """
+        Decode and handle buffered packets until the buffer is empty, the
+        connection closes or reading is paused.
+        """
+        if self._readPauses or self._closing or self._draining:
+            return
+        self._draining = True
+        decoder = self._decoder
+        handlers = self._handlers
+        handled = False
+        try:
+            while True:
+                packet = decoder.next()
+                if packet is None:
+                    break
+                handled = True
+                handlers[type(packet)](packet)
+                if self._readPauses or self._closing:
+                    break
+        except ProtocolError as e:
+            self._protocolError(e)
+        except Exception:
+            log.failure("error handling a packet from {clientId!r}", clientId=self.clientId)
+            self.closeWith(0x83, "internal error")
+        finally:
+            self._draining = False
+        if handled:
+            self._lastPacketAt = self._clock.seconds()
+
+    def _protocolError(self, error: ProtocolError) -> None:
+        """
+        Close the connection for a protocol violation.
+        """
+        if self._closing:
+            return
+        if self._state == _AWAITING_CONNECT:
+            if isinstance(error, UnsupportedProtocolVersion):
+                # [MQTT-3.1.2-2]: CONNACK return code 1, then close.
+                self.transport.write(b"\x20\x02\x00\x01")
+            elif error.protocolLevel == MQTT_5:
+                # A v5 CONNECT that breaks a rule: the CONNACK may say why.
+                self.transport.write(encode(Connack(False, error.reasonCode), MQTT_5))
+            self._closeReason = f"invalid CONNECT: {error}"
+            self._cleanDisconnect = True
+            self._dropConnection()
+            log.info("connection from {peer} refused: {error}", peer=self.peerDescription(),
+                     error=str(error))
+            return
+        self.closeWith(error.reasonCode, f"protocol error: {error}")
+
+    def _pauseReading(self, reason: str) -> None:
+        if not self._readPauses and not self._closing:
+            self.transport.pauseProducing()
+        self._readPauses.add(reason)
+
+    def _resumeReading(self, reason: str) -> None:
+        if reason not in self._readPauses:
+            return
+        self._readPauses.discard(reason)
+        if not self._readPauses and not self._closing:
+            self.transport.resumeProducing()
+            self._drain()
+
+    # -- IPushProducer: the transport tells us when its buffer is full ----------
+
+    def pauseProducing(self) -> None:
+        self._writable = False
+        self._pauseReading(_OUTPUT)
+
+    def resumeProducing(self) -> None:
+        self._writable = True
+        if self._state == _CONNECTED:
+            self._pump()
+        self._resumeReading(_OUTPUT)
+
+    def stopProducing(self) -> None:
+        self._writable = False
+
+    # -- CONNECT ----------------------------------------------------------
+
+    def _refuse(self, v5code: int, reason: str, v3code: int | None = None) -> None:
+        """
+        Refuse a CONNECT: CONNACK with a failure code, then close; nothing
+        sent after the CONNECT is processed [MQTT-3.1.4-5].
+        """
+        if self._v5:
+            self.transport.write(encode(Connack(False, v5code), MQTT_5))
+        else:
+            code = v3code if v3code is not None else _V3_CONNACK_FOR_V5.get(v5code, 0x03)
+            self.transport.write(bytes((0x20, 0x02, 0x00, code)))
+        self._closeReason = reason
+        self._cleanDisconnect = True
+        log.info("connection from {peer} refused: {reason}", peer=self.peerDescription(),
+                 reason=reason)
+        self._dropConnection()
+
+    def _onConnect(self, packet: Connect) -> None:
+        level = packet.protocolLevel
+        self.protocolLevel = level
+        v5 = self._v5 = level == MQTT_5
+        config = self._config
+        clientId = packet.clientId
+        props = packet.properties
+        self._assigned = False
+        if level == MQTT_3_1 and not 1 <= len(clientId) <= 23:
+            return self._refuse(0x85, "MQTT 3.1 client id must have 1 to 23 characters", 0x02)
+        if not clientId:
+            if not v5 and not packet.cleanStart:
+                # [MQTT-3.1.3-8]
+                return self._refuse(0x85, "empty client id without clean session", 0x02)
+            clientId = self.broker.assignClientId()
+            self._assigned = True
+        self.clientId = clientId
+        keepAlive = packet.keepAlive
+        self._serverKeepAlive: int | None = None
+        if keepAlive > config.maxKeepalive or (
+            v5 and keepAlive == 0 and config.maxKeepalive < 65535
+        ):
+            if not v5:
+                return self._refuse(0x85, f"keep-alive {keepAlive} above max-keepalive", 0x02)
+            keepAlive = self._serverKeepAlive = config.maxKeepalive
+        self._keepAlive = keepAlive
+        if packet.will is not None:
+            try:
+                self.broker.validateWillTopic(packet.will.topic)
+            except InvalidTopic as e:
+                if v5:
+                    return self._refuse(0x90, f"invalid will topic: {e}")
+                self._closeReason = f"invalid will topic: {e}"
+                self._cleanDisconnect = True
+                return self._dropConnection()
+        if v5:
+            if PropertyId.AUTHENTICATION_METHOD in props:
+                return self._refuse(0x8C, "unsupported authentication method")
+            self._sendWindow = props.get(PropertyId.RECEIVE_MAXIMUM, 65535)
+            self._peerMaxPacket = props.get(PropertyId.MAXIMUM_PACKET_SIZE,
+                                            PROTOCOL_MAX_PACKET_SIZE)
+            self._connectExpiry = props.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0)
+        else:
+            self._connectExpiry = 0 if packet.cleanStart else NEVER_EXPIRES
+        self._connectPacket = packet
+        self._state = _AUTHENTICATING
+        self._pauseReading(_AUTH)
+        try:
+            result = self.factory.authenticate(packet, self)
+        except Exception:
+            log.failure("authentication of {clientId!r} failed", clientId=clientId)
+            return self._refuse(0x87, "authentication error")
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._authenticated, self._authenticationFailed)
+        else:
+            self._authenticated(result)
+
+    def _authenticationFailed(self, failure: Failure) -> None:
+        if self._closing:
+            return
+        if failure.check(UnauthorizedLogin):
+            self._refuse(0x86, "bad user name or password")
+        elif failure.check(UnhandledCredentials):
+            self._refuse(0x87, "not authorized")
+        else:
+            log.failure("authentication of {clientId!r} failed", failure,
+                        clientId=self.clientId)
+            self._refuse(0x87, "authentication error")
+
+    def _authenticated(self, identity: Any) -> None:
+        if self._closing:
+            return
+        if identity is None:
+            return self._refuse(0x87, "not authorized")
+        try:
+            self._completeConnect(identity)
+        except Exception:
+            log.failure("error completing the CONNECT of {clientId!r}", clientId=self.clientId)
+            self.closeWith(0x83, "internal error")
+            return
+        self._resumeReading(_AUTH)
+
+    def _completeConnect(self, identity: Any) -> None:
+        packet = self._connectPacket
+        del self._connectPacket
+        config = self._config
+        self.identity = identity
+        v5 = self._v5
+        props: dict[int, Any] = {}
+        if v5:
+            if self._assigned:
+                props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.clientId
+            if self._serverKeepAlive is not None:
+                props[PropertyId.SERVER_KEEP_ALIVE] = self._serverKeepAlive
+            if config.receiveMaximum != 65535:
+                props[PropertyId.RECEIVE_MAXIMUM] = config.receiveMaximum
+            if config.maxPacketSize < PROTOCOL_MAX_PACKET_SIZE:
+                props[PropertyId.MAXIMUM_PACKET_SIZE] = config.maxPacketSize
+            if config.topicAliasMaximum:
+                props[PropertyId.TOPIC_ALIAS_MAXIMUM] = config.topicAliasMaximum
+        session, present = self.broker.connectClient(
+            self, self.clientId, packet.cleanStart, self._connectExpiry, identity
+        )
+        self.session = session
+        self.will = packet.will
+        connack = encode(Connack(present, 0, props or NO_PROPERTIES), self.protocolLevel or 4)
+        if len(connack) > self._peerMaxPacket:
+            # [MQTT-3.1.2-24]: we cannot even send the CONNACK.
+            self.closeWith(None, "CONNACK larger than the client's maximum packet size")
+            return
+        self.transport.write(connack)
+        self._state = _CONNECTED
+        timer = self._timers.pop("connect", None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        now = self._clock.seconds()
+        self._lastPacketAt = self._lastProgress = now
+        if self._keepAlive:
+            self._timers["keepalive"] = self._clock.callLater(
+                self._keepAlive * 1.5, self._keepAliveCheck
+            )
+        log.info(
+            "{clientId!r} connected from {peer} (MQTT {version}, clean={clean}, "
+            "keepalive={keepAlive}, session present={present})",
+            clientId=self.clientId,
+            peer=self.peerDescription(),
+            version={3: "3.1", 4: "3.1.1", 5: "5.0"}[packet.protocolLevel],
+            clean=packet.cleanStart,
+            keepAlive=self._keepAlive,
+            present=present,
+        )
+        # Resend what was in flight, in order, only now [MQTT-4.4.0-1].
+        level = packet.protocolLevel
+        for packetId, entry in list(session.inflight.items()):
+            if entry.released:
+                self.transport.write(encode(Pubrel(packetId), level))
+            else:
+                prefix, suffix = entry.message.encodeParts(
+                    level, entry.qos, entry.retain, entry.subscriptionIds,
+                    self._clock.seconds(), dup=True,
+                )
+                self.transport.writeSequence((prefix, packetId.to_bytes(2, "big"), suffix))
+        self._pump()
+
+    # -- PUBLISH from the client ------------------------------------------------
+
+    def _onPublish(self, packet: Publish) -> None:
+        session = self.session
+        assert session is not None
+        topic = packet.topic
+        qos = packet.qos
+        props = packet.properties
+        if self._v5 and props:
+            alias = props.get(PropertyId.TOPIC_ALIAS)
+            if alias is not None:
+                if alias > self._config.topicAliasMaximum:
+                    raise ProtocolError(f"topic alias {alias} above the maximum", 0x94)
+                if topic:
+                    self._aliases[alias] = topic
+                else:
+                    known = self._aliases.get(alias)
+                    if known is None:
+                        raise ProtocolError(f"topic alias {alias} is not set")
+                    topic = known
+        if topic.count("/") >= self._config.maxTopicLevels:
+            raise ProtocolError("topic has too many levels", 0x90)
+        packetId = packet.packetId
+        if qos == 2:
+            awaiting = session.awaitingRel
+            if packetId in awaiting:
+                # A duplicate: acknowledge again, never forward twice
+                # [MQTT-4.3.3-2].
+                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+                return
+            limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
+            if len(awaiting) >= limit:
+                raise ProtocolError("too many QoS 2 messages awaiting PUBREL", 0x93)
+        broker = self.broker
+        broker.counters.messagesIn += 1
+        message = broker.makeMessage(topic, packet.payload, qos, packet.retain, props,
+                                     self.clientId) if props else Message(
+            topic, packet.payload, qos, packet.retain, NO_PROPERTIES, self.clientId)
+        retainRefused = packet.retain and not broker.storeRetained(message)
+        broker.currentSource = self
+        try:
+            delivered = broker.route(message, storeRetained=False)
+        finally:
+            broker.currentSource = None
+        if qos == 0:
+            return
+        code = 0
+        if self._v5:
+            if retainRefused:
+                code = 0x97
+            elif not delivered:
+                code = 0x10
+        if qos == 1:
+            if code:
+                self.transport.write(b"\x40\x03" + packetId.to_bytes(2, "big") + bytes((code,)))  # type: ignore[union-attr]
+            else:
+                self.transport.write(b"\x40\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+        else:
+            session.awaitingRel.add(packetId)  # type: ignore[arg-type]
+            if code:
+                self.transport.write(b"\x50\x03" + packetId.to_bytes(2, "big") + bytes((code,)))  # type: ignore[union-attr]
+            else:
+                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+
+    # -- acknowledgements from the client ---------------------------------------
+
+    def _onPuback(self, packet: Puback) -> None:
+        session = self.session
+        assert session is not None
+        entry = session.inflight.get(packet.packetId)
+        if entry is None:
+            return  # unsolicited: ignored
+        if entry.qos != 1:
+            raise ProtocolError("PUBACK for a QoS 2 message")
+        session.removeInflight(packet.packetId)
+        self._progress()
+
+    def _onPubrec(self, packet: Pubrec) -> None:
+        session = self.session
+        assert session is not None
+        entry = session.inflight.get(packet.packetId)
+        if entry is None:
+            return
+        if entry.qos != 2:
+            raise ProtocolError("PUBREC for a QoS 1 message")
+        if packet.reasonCode >= 0x80:
+            # The client refused it: the flow ends here (v5 section 4.3.3).
+            session.removeInflight(packet.packetId)
+            self._progress()
+            return
+        entry.released = True
+        self.transport.write(encode(Pubrel(packet.packetId), self.protocolLevel or 4))
+
+    def _onPubcomp(self, packet: Pubcomp) -> None:
+        session = self.session
+        assert session is not None
+        entry = session.inflight.get(packet.packetId)
+        if entry is None:
+            return
+        if entry.qos != 2 or not entry.released:
+            raise ProtocolError("PUBCOMP before PUBREC")
+        session.removeInflight(packet.packetId)
+        self._progress()
+
+    def _onPubrel(self, packet: Pubrel) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            session.awaitingRel.remove(packet.packetId)
+        except KeyError:
+            if self._v5:
+                self.transport.write(b"\x70\x03" + packet.packetId.to_bytes(2, "big") + b"\x92")
+                return
+        self.transport.write(b"\x70\x02" + packet.packetId.to_bytes(2, "big"))
+
+    # -- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------
+
+    def _onSubscribe(self, packet: Subscribe) -> None:
+        session = self.session
+        assert session is not None
+        broker = self.broker
+        v5 = self._v5
+        level = self.protocolLevel
+        subscriptionId = None
+        if packet.properties:
+            ids = packet.properties.get(PropertyId.SUBSCRIPTION_IDENTIFIER)
+            if ids:
+                subscriptionId = ids[0]
+        codes = []
+        replays = []
+        for request in packet.subscriptions:
+            fullFilter = request.topicFilter
+            try:
+                group, topicFilter = broker.checkFilter(fullFilter)
+            except InvalidTopic as e:
+                if level == MQTT_3_1:
+                    # 3.1 has no failure return code: refuse by closing.
+                    raise ProtocolError(f"invalid topic filter: {e}", 0x8F) from None
+                codes.append(0x8F if v5 else 0x80)
+                continue
+            if group is not None and request.noLocal:
+                raise ProtocolError("No Local on a shared subscription")  # [MQTT-3.8.3-4]
+            existing = session.subscriptions.get(fullFilter)
+            if existing is None and len(session.subscriptions) >= self._config.maxSubscriptions:
+                if level == MQTT_3_1:
+                    raise ProtocolError("too many subscriptions", 0x97)
+                codes.append(0x97 if v5 else 0x80)
+                continue
+            qos = min(request.qos, 2)
+            options = SubscriptionOptions(
+                topicFilter, qos, request.noLocal, request.retainAsPublished,
+                request.retainHandling, subscriptionId, group,
+            )
+            broker.addSubscription(session, fullFilter, options)
+            codes.append(qos)
+            # Retained messages: not for shared subscriptions; Retain
+            # Handling 1 only for a new subscription, 2 never.
+            if group is None and (
+                request.retainHandling == 0 or (request.retainHandling == 1 and existing is None)
+            ):
+                replays.append(options)
+        self.transport.write(encode(Suback(packet.packetId, tuple(codes)), level or 4))
+        if replays:
+            for options in replays:
+                self._replays.append((broker.iterRetained(options.topicFilter), options))
+            self._pump()
+
+    def _onUnsubscribe(self, packet: Unsubscribe) -> None:
+        session = self.session
+        assert session is not None
+        codes = []
+        for fullFilter in packet.topicFilters:
+            existed = self.broker.removeSubscription(session, fullFilter)
+            codes.append(0x00 if existed else 0x11)
+        self.transport.write(
+            encode(Unsuback(packet.packetId, tuple(codes)), self.protocolLevel or 4)
+        )
+
+    # -- PINGREQ, DISCONNECT, AUTH ------------------------------------------------
+
+    def _onPingreq(self, packet: Pingreq) -> None:
+        self.transport.write(_PINGRESP)
+
+    def _onDisconnect(self, packet: Disconnect) -> None:
+        session = self.session
+        if self._v5:
+            expiry = packet.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL)
+            if expiry is not None:
+                if self._connectExpiry == 0 and expiry != 0:
+                    raise ProtocolError("session expiry set at DISCONNECT after 0 at CONNECT")
+                if session is not None:
+                    session.expiryInterval = expiry
+        # 0x04 "Disconnect with Will Message" keeps the will; anything else
+        # from the client discards it [MQTT-3.14.4-3].
+        self._cleanDisconnect = not (self._v5 and packet.reasonCode == 0x04)
+        self._closeReason = "client disconnected" if packet.reasonCode in (0, 4) else (
+            f"client disconnected with reason 0x{packet.reasonCode:02X}"
+        )
+        self._dropConnection()
+
+    def _onAuth(self, packet: Auth) -> None:
+        # No enhanced authentication method is configured, so the CONNECT
+        # carried none and AUTH is a protocol error (section 4.12).
+        raise ProtocolError("AUTH without an authentication method")
+
+    # -- delivering messages to the client ------------------------------------
+
+    def sendMessage(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None:
+        """
+        Deliver a message to this client now if its output and in-flight
+        window allow, else queue it (see the module docstring for the flow
+        control rules).
+        """
+        session = self.session
+        if session is None or self._closing:
+            return
+        if self._writable and not session.queue and (
+            not qos or len(session.inflight) < self._sendWindow
+        ):
+            self._write(message, qos, retain, subscriptionIds)
+            return
+        delivery = (message, qos, retain, subscriptionIds)
+        if self._stalled:
+            if not qos:
+                session.dropped += 1
+                self.broker.counters.messagesDropped += 1
+                return
+            if session.enqueue(delivery, self._config.maxQueuedMessages,
+                               self._config.maxQueuedBytes):
+                self._checkOverflow()
+            return
+        session.forceEnqueue(delivery)
+        if len(session.queue) >= self._highWater[0] or session.queuedBytes >= self._highWater[1]:
+            self._congested()
+
+    def _write(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None:
+        """
+        Write one PUBLISH (assigning a packet id for QoS 1/2).
+        """
+        if message.expiresAt is not None:
+            now = self._clock.seconds()
+            if message.expiresAt <= now:
+                self.broker.counters.messagesDropped += 1
+                return
+        else:
+            now = None
+        prefix, suffix = message.encodeParts(
+            self.protocolLevel, qos, retain, subscriptionIds, now  # type: ignore[arg-type]
+        )
+        if len(prefix) + len(suffix) + (2 if qos else 0) > self._peerMaxPacket:
+            # Too large for this client [MQTT-3.1.2-25]: dropped for it alone.
+            self.broker.counters.messagesDropped += 1
+            return
+        self.broker.counters.messagesOut += 1
+        if not qos:
+            self.transport.write(prefix + suffix)
+            return
+        session = self.session
+        packetId = session.allocatePacketId()  # type: ignore[union-attr]
+        session.addInflight(  # type: ignore[union-attr]
+            packetId, InflightEntry(message, qos, retain, subscriptionIds)
+        )
+        self.transport.writeSequence((prefix, packetId.to_bytes(2, "big"), suffix))
+
+    def _progress(self) -> None:
+        """
+        An acknowledgement freed a slot of the in-flight window.
+        """
+        if self.session is not None and (self.session.queue or self._replays):
+            self._pump()
+
+    def _pump(self) -> None:
+        """
+        Send queued deliveries, then pending retained replays, while the
+        transport accepts data and the in-flight window allows.
+        """
+        session = self.session
+        if session is None or self._closing:
+            return
+        queue = session.queue
+        inflight = session.inflight
+        window = self._sendWindow
+        sent = False
+        while queue and self._writable:
+            message, qos, retain, subscriptionIds = queue[0]
+            if qos and len(inflight) >= window:
+                break
+            session.popQueued()
+            self._write(message, qos, retain, subscriptionIds)
+            sent = True
+        while not queue and self._replays and self._writable:
+            iterator, options = self._replays[0]
+            message = next(iterator, None)
+            if message is None:
+                self._replays.popleft()
+                continue
+            qos = message.qos if message.qos < options.qos else options.qos
+            if qos and len(inflight) >= window:
+                session.forceEnqueue((message, qos, True, options.subscriptionIds))
+                break
+            self._write(message, qos, True, options.subscriptionIds)
+            sent = True
+        if sent:
+            self._lastProgress = self._clock.seconds()
+        if self._throttling or self._stalled:
+            low = self._lowWater
+            if len(queue) <= low[0] and session.queuedBytes <= low[1]:
+                self._releaseThrottled()
+                if self._stalled:
+                    self._stalled = False
+                    log.info("{clientId!r} is reading again", clientId=self.clientId)
+
+    # -- congestion and stalls ------------------------------------------------------
+
+    def _congested(self) -> None:
+        """
+        Our queue is above the high-water mark: pause the publisher whose
+        message brought it here, and watch for a stall.
+        """
+        source = self.broker.currentSource
+        if source is not None and source not in self._throttling and not source._closing:
+            self._throttling.add(source)
+            source._throttledBy += 1
+            source._pauseReading(_THROTTLE)
+        if "stall" not in self._timers:
+            self._timers["stall"] = self._clock.callLater(
+                self._config.stallTimeout, self._checkStall
+            )
+        if self.session is not None and self.session.queuedBytes > self._config.maxOutboundBuffer:
+            self._becomeStalled()
+
+    def _checkStall(self) -> None:
+        self._timers.pop("stall", None)
+        session = self.session
+        if session is None or self._closing:
+            return
+        if not self._throttling and len(session.queue) < self._highWater[0]:
+            return  # no longer congested
+        elapsed = self._clock.seconds() - self._lastProgress
+        timeout = self._config.stallTimeout
+        if elapsed >= timeout:
+            self._becomeStalled()
+        else:
+            self._timers["stall"] = self._clock.callLater(timeout - elapsed, self._checkStall)
+
+    def _becomeStalled(self) -> None:
+        """
+        Stop throttling publishers for this subscriber; keep only what the
+        queue limits allow.
+        """
+        if self._stalled:
+            return
+        session = self.session
+        assert session is not None
+        self._stalled = True
+        log.info("{clientId!r} is not reading: publishers released, QoS 0 dropped",
+                 clientId=self.clientId)
+        self._releaseThrottled()
+        session.dropQos0()
+        limitMessages = self._config.maxQueuedMessages
+        limitBytes = self._config.maxQueuedBytes
+        while session.queue and (
+            len(session.queue) > limitMessages or session.queuedBytes > limitBytes
+        ):
+            message = session.queue.pop()[0]
+            session.queuedBytes -= message.size
+            session.dropped += 1
+            self.broker.counters.messagesDropped += 1
+        self._checkOverflow()
+
+    def _checkOverflow(self) -> None:
+        session = self.session
+        if session is not None and session.queuedBytes > self._config.maxOutboundBuffer:
+            self.closeWith(0x97, "outbound buffer limit exceeded by a stalled subscriber")
+
+    def _releaseThrottled(self) -> None:
+        """
+        Let the publishers we paused read again (on the next reactor turn,
+        so that a release never re-enters routing).
+        """
+        if not self._throttling:
+            return
+        throttled = self._throttling
+        self._throttling = set()
+        for publisher in throttled:
+            publisher._throttledBy -= 1
+            if publisher._throttledBy == 0 and not publisher._closing:
+                self._clock.callLater(0, publisher._resumeReading, _THROTTLE)
+
+
+class MQTTServerFactory(Factory):
+    """
+    Builds L{MQTTServerProtocol}s for one listener.
+
+    @ivar broker: the L{Broker} the connections belong to.
+    @ivar clock: the time source for timers (defaults to the broker's).
+    @ivar portal: a C{twisted.cred} portal to authenticate clients, or
+        L{None} for no authentication.
+    @ivar allowAnonymous: whether clients without credentials are accepted
+        when C{portal} is L{None}.
+    """
+
+    protocol = MQTTServerProtocol  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(
+        self,
+        broker: Broker,
+        portal: Portal | None = None,
+        allowAnonymous: bool = True,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.broker = broker
+        self.portal = portal
+        self.allowAnonymous = allowAnonymous
+        self.clock = clock if clock is not None else broker.clock
+
+    def buildProtocol(self, addr: Any) -> MQTTServerProtocol | None:  # type: ignore[override]
+        if len(self.broker.protocols) >= self.broker.config.maxConnections:
+            self.broker.counters.connectionsRefused += 1
+            log.info("connection from {addr} refused: max-connections reached", addr=addr)
+            return None
+        return MQTTServerProtocol(self)
+
+    def authenticate(self, packet: Connect, protocol: MQTTServerProtocol) -> Any:
+        """
+        Decide whether a CONNECT may proceed.
+
+        @return: the client's identity (an avatar), L{None} to refuse with
+            "not authorized", or a L{Deferred} firing with either (or
+            failing with C{UnauthorizedLogin} for bad credentials).
+        """
+        credentials = credentialsFromConnect(packet)
+        if self.portal is None:
+            if not self.allowAnonymous:
+                return None
+            return _UnauthenticatedClient(packet.username)
+        d = self.portal.login(credentials, protocol, IMQTTClient)
+        d.addCallback(lambda result: result[1])
+        return d
+
+
+class _UnauthenticatedClient:
+    """
+    The identity of a client on a listener without authentication.
+    """
+
+    def __init__(self, username: str | None) -> None:
+        self.username = username
+
+    def __repr__(self) -> str:
+        return f"<unauthenticated {self.username!r}>"

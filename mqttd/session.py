@@ -1,0 +1,272 @@
+"""
+Per-client session state (pure: no I/O, no Twisted).
+
+A session outlives its network connections when the client asked for it
+(MQTT 3.1.x Clean Session 0, MQTT 5.0 Session Expiry Interval > 0).  It
+holds the client's subscriptions, the messages queued for it, the outbound
+QoS 1/2 messages not yet acknowledged (resent on reconnect only
+[MQTT-4.4.0-1]) and the inbound QoS 2 packet identifiers awaiting PUBREL.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mqttd.message import Message
+
+if TYPE_CHECKING:
+    from mqttd.topics import SubscriptionTrie
+
+#: Session Expiry Interval meaning "never expires".
+NEVER_EXPIRES = 0xFFFFFFFF
+
+
+class SubscriptionOptions:
+    """
+    One subscription of a session.
+
+    @ivar topicFilter: the filter, without any C{$share/group/} prefix.
+    @ivar qos: the granted (maximum) QoS.
+    @ivar noLocal: do not deliver the session's own messages (v5).
+    @ivar retainAsPublished: keep the RETAIN flag on live deliveries (v5).
+    @ivar retainHandling: 0, 1 or 2 (v5, section 3.8.3.1).
+    @ivar subscriptionIds: the Subscription Identifier as a 1-tuple, or
+        C{()}.
+    @ivar group: the share name of a shared subscription, or L{None}.
+    """
+
+    __slots__ = (
+        "topicFilter",
+        "qos",
+        "noLocal",
+        "retainAsPublished",
+        "retainHandling",
+        "subscriptionIds",
+        "group",
+    )
+
+    def __init__(
+        self,
+        topicFilter: str,
+        qos: int,
+        noLocal: bool = False,
+        retainAsPublished: bool = False,
+        retainHandling: int = 0,
+        subscriptionId: int | None = None,
+        group: str | None = None,
+    ) -> None:
+        self.topicFilter = topicFilter
+        self.qos = qos
+        self.noLocal = noLocal
+        self.retainAsPublished = retainAsPublished
+        self.retainHandling = retainHandling
+        self.subscriptionIds: tuple[int, ...] = (
+            (subscriptionId,) if subscriptionId is not None else ()
+        )
+        self.group = group
+
+    def __repr__(self) -> str:
+        return f"<SubscriptionOptions {self.topicFilter!r} qos={self.qos}>"
+
+
+class IDeliverySink(Protocol):
+    """
+    What a session hands messages to while its client is connected (the
+    server protocol).
+    """
+
+    def sendMessage(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None: ...
+
+
+class InflightEntry:
+    """
+    An outbound QoS 1/2 message sent and not yet completely acknowledged.
+
+    @ivar released: for QoS 2, whether PUBREC arrived and PUBREL was sent.
+    """
+
+    __slots__ = ("message", "qos", "retain", "subscriptionIds", "released")
+
+    def __init__(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None:
+        self.message = message
+        self.qos = qos
+        self.retain = retain
+        self.subscriptionIds = subscriptionIds
+        self.released = False
+
+
+# A queued delivery: (message, qos, retain flag, subscription identifiers).
+Delivery = tuple[Message, int, bool, tuple[int, ...]]
+
+
+class Session:
+    """
+    The state of one client session.
+
+    @ivar clientId: the client identifier.
+    @ivar subscriptions: full filter as subscribed (with any C{$share/}
+        prefix) -> options.
+    @ivar queue: deliveries waiting to be sent, oldest first.
+    @ivar queuedBytes: the byte size of C{queue} and C{inflight}.
+    @ivar inflight: packet id -> outbound message awaiting acknowledgement,
+        in sending order.
+    @ivar awaitingRel: inbound QoS 2 packet ids answered with PUBREC and
+        awaiting PUBREL.
+    @ivar expiryInterval: seconds the session outlives its connection
+        (L{NEVER_EXPIRES} for ever).
+    @ivar connection: the live connection, or L{None} while offline.
+    @ivar identity: the authenticated identity that owns the session.
+    @ivar dropped: messages dropped for this session (queue limits).
+    """
+
+    def __init__(
+        self,
+        clientId: str,
+        expiryInterval: int = 0,
+        counters: Any = None,
+        offlineLimits: tuple[int, int] = (1000, 64 * 1024 * 1024),
+    ) -> None:
+        """
+        @param counters: an object with a C{messagesDropped} attribute to
+            count drops in (the broker's counters).
+        @param offlineLimits: (max-queued-messages, max-queued-bytes).
+        """
+        self.clientId = clientId
+        self.counters = counters if counters is not None else _NullCounters()
+        self.offlineLimits = offlineLimits
+        self.subscriptions: dict[str, SubscriptionOptions] = {}
+        self.queue: deque[Delivery] = deque()
+        self.queuedBytes = 0
+        self.inflight: dict[int, InflightEntry] = {}
+        self.awaitingRel: set[int] = set()
+        self.expiryInterval = expiryInterval
+        self.connection: IDeliverySink | None = None
+        self.identity: Any = None
+        self.dropped = 0
+        self.expiryCall: Any = None
+        self._nextPacketId = 1
+
+    def __repr__(self) -> str:
+        state = "online" if self.connection is not None else "offline"
+        return f"<Session {self.clientId!r} {state} queued={len(self.queue)}>"
+
+    def allocatePacketId(self) -> int:
+        """
+        A packet identifier not used by any in-flight message: amortised
+        O(1) (identifiers are handed out in a cycle, skipping those in use).
+
+        @raise RuntimeError: if all 65,535 are in use (callers bound the
+            in-flight window well below that).
+        """
+        inflight = self.inflight
+        if len(inflight) >= 0xFFFF:
+            raise RuntimeError("no free packet identifier")
+        candidate = self._nextPacketId
+        while candidate in inflight:
+            candidate = candidate + 1 if candidate < 0xFFFF else 1
+        self._nextPacketId = candidate + 1 if candidate < 0xFFFF else 1
+        return candidate
+
+    def enqueue(
+        self, delivery: Delivery, maxMessages: int, maxBytes: int
+    ) -> bool:
+        """
+        Queue a delivery within limits; the newest is dropped when full.
+
+        @return: whether it was queued.
+        """
+        size = delivery[0].size
+        if len(self.queue) >= maxMessages or self.queuedBytes + size > maxBytes:
+            self.dropped += 1
+            self.counters.messagesDropped += 1
+            return False
+        self.queue.append(delivery)
+        self.queuedBytes += size
+        return True
+
+    def forceEnqueue(self, delivery: Delivery) -> None:
+        """
+        Queue a delivery regardless of limits (for a live subscriber that
+        keeps reading: its publishers are throttled instead).
+        """
+        self.queue.append(delivery)
+        self.queuedBytes += delivery[0].size
+
+    def popQueued(self) -> Delivery:
+        """
+        Take the oldest queued delivery.
+        """
+        delivery = self.queue.popleft()
+        self.queuedBytes -= delivery[0].size
+        return delivery
+
+    def dropQos0(self) -> int:
+        """
+        Drop every queued QoS 0 delivery (a stalled subscriber's).
+
+        @return: how many were dropped.
+        """
+        kept = deque(d for d in self.queue if d[1])
+        dropped = len(self.queue) - len(kept)
+        if dropped:
+            self.queue = kept
+            self.queuedBytes = sum(d[0].size for d in kept) + sum(
+                e.message.size for e in self.inflight.values()
+            )
+            self.dropped += dropped
+            self.counters.messagesDropped += dropped
+        return dropped
+
+    def addInflight(self, packetId: int, entry: InflightEntry) -> None:
+        """
+        Record an outbound QoS 1/2 message as sent.
+        """
+        self.inflight[packetId] = entry
+        self.queuedBytes += entry.message.size
+
+    def removeInflight(self, packetId: int) -> InflightEntry:
+        """
+        Forget a completely acknowledged outbound message.
+        """
+        entry = self.inflight.pop(packetId)
+        self.queuedBytes -= entry.message.size
+        return entry
+
+    def clear(self, trie: SubscriptionTrie) -> None:
+        """
+        End the session: remove its subscriptions from C{trie} and forget
+        its messages.
+        """
+        from mqttd.topics import splitShared
+
+        for fullFilter in self.subscriptions:
+            group, topicFilter = splitShared(fullFilter)
+            trie.unsubscribe(topicFilter, self, group)
+        self.subscriptions.clear()
+        self.queue.clear()
+        self.inflight.clear()
+        self.awaitingRel.clear()
+        self.queuedBytes = 0
+
+    def deliver(
+        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+    ) -> None:
+        """
+        Route a message to this session: to its connection if it has one,
+        else into the offline queue (QoS 1/2 only).  The broker installs the
+        queue limits as C{offlineLimits} (messages, bytes).
+        """
+        connection = self.connection
+        if connection is not None:
+            connection.sendMessage(message, qos, retain, subscriptionIds)
+        elif qos:
+            self.enqueue((message, qos, retain, subscriptionIds), *self.offlineLimits)
+
+
+class _NullCounters:
+    messagesDropped = 0

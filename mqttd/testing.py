@@ -1,0 +1,300 @@
+"""
+Public helpers for testing code that uses mqttd (and mqttd itself): an
+in-memory broker with a driven clock and MQTT test clients connected to it
+over C{twisted.test.iosim}, without sockets or a reactor.
+
+Example::
+
+    from mqttd.testing import InMemoryBroker
+    from mqttd.codec import Publish
+
+    env = InMemoryBroker()
+    sub = env.connect("sub")
+    sub.subscribe("a/#", qos=1)
+    pub = env.connect("pub")
+    pub.publish("a/b", b"hello", qos=1)
+    env.flush()
+    [message] = sub.publishes()
+    assert message.payload == b"hello"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.test import iosim
+
+from mqttd.broker import Broker
+from mqttd.codec import (
+    MQTT_3_1_1,
+    Connack,
+    Connect,
+    Decoder,
+    Disconnect,
+    Packet,
+    Pingreq,
+    ProtocolError,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Subscribe,
+    SubscriptionRequest,
+    Unsubscribe,
+    Will,
+    encode,
+)
+from mqttd.codec.properties import NO_PROPERTIES, Properties
+from mqttd.config import BrokerConfig
+from mqttd.protocol import MQTTServerFactory, MQTTServerProtocol
+
+
+class MQTTTestClient(Protocol):
+    """
+    A minimal MQTT client for tests: it sends what it is told and records
+    every packet it receives, acknowledging nothing unless C{autoAck} is
+    set.
+
+    @ivar received: the packets received, in order.
+    @ivar closed: whether the connection is closed.
+    @ivar decodeError: the codec error if the broker sent something
+        undecodable.
+    """
+
+    def __init__(self, protocolLevel: int = MQTT_3_1_1, autoAck: bool = False) -> None:
+        self.protocolLevel = protocolLevel
+        self.autoAck = autoAck
+        self.received: list[Packet] = []
+        self.closed = False
+        self.closeReason: Failure | None = None
+        self.decodeError: ProtocolError | None = None
+        self._decoder = Decoder(isServer=False, protocolLevel=protocolLevel)
+        self._nextPacketId = 1
+
+    def dataReceived(self, data: bytes) -> None:
+        self._decoder.feed(data)
+        try:
+            while (packet := self._decoder.next()) is not None:
+                self.received.append(packet)
+                if self.autoAck:
+                    self._acknowledge(packet)
+        except ProtocolError as e:
+            self.decodeError = e
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        self.closed = True
+        self.closeReason = reason
+
+    def _acknowledge(self, packet: Packet) -> None:
+        if isinstance(packet, Publish) and packet.qos == 1:
+            self.send(Puback(packet.packetId))  # type: ignore[arg-type]
+        elif isinstance(packet, Publish) and packet.qos == 2:
+            self.send(Pubrec(packet.packetId))  # type: ignore[arg-type]
+        elif isinstance(packet, Pubrel):
+            self.send(Pubcomp(packet.packetId))
+
+    def newPacketId(self) -> int:
+        """
+        The next packet identifier (1, 2, ... 65535, 1, ...).
+        """
+        packetId = self._nextPacketId
+        self._nextPacketId = packetId % 0xFFFF + 1
+        return packetId
+
+    def send(self, packet: Packet) -> None:
+        """
+        Encode and send a packet.
+        """
+        self.transport.write(encode(packet, self.protocolLevel))
+
+    def sendRaw(self, data: bytes) -> None:
+        """
+        Send bytes as they are.
+        """
+        self.transport.write(data)
+
+    def connect(
+        self,
+        clientId: str = "",
+        cleanStart: bool = True,
+        keepAlive: int = 0,
+        will: Will | None = None,
+        username: str | None = None,
+        password: bytes | None = None,
+        properties: Properties = NO_PROPERTIES,
+    ) -> None:
+        """
+        Send a CONNECT.
+        """
+        self.send(Connect(clientId, self.protocolLevel, cleanStart, keepAlive, will, username,
+                          password, properties))
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        packetId: int | None = None,
+        properties: Properties = NO_PROPERTIES,
+        dup: bool = False,
+    ) -> int | None:
+        """
+        Send a PUBLISH (a packet id is chosen for QoS 1/2 if not given).
+
+        @return: the packet id.
+        """
+        if qos and packetId is None:
+            packetId = self.newPacketId()
+        self.send(Publish(topic, payload, qos, retain, dup, packetId, properties))
+        return packetId
+
+    def subscribe(
+        self, topicFilter: str, qos: int = 0, properties: Properties = NO_PROPERTIES, **options: Any
+    ) -> int:
+        """
+        Send a SUBSCRIBE for one filter.
+
+        @return: the packet id.
+        """
+        packetId = self.newPacketId()
+        self.send(Subscribe(packetId, (SubscriptionRequest(topicFilter, qos, **options),),
+                            properties))
+        return packetId
+
+    def unsubscribe(self, *topicFilters: str) -> int:
+        """
+        Send an UNSUBSCRIBE.
+
+        @return: the packet id.
+        """
+        packetId = self.newPacketId()
+        self.send(Unsubscribe(packetId, topicFilters))
+        return packetId
+
+    def ping(self) -> None:
+        """
+        Send a PINGREQ.
+        """
+        self.send(Pingreq())
+
+    def disconnect(self, reasonCode: int = 0, properties: Properties = NO_PROPERTIES) -> None:
+        """
+        Send DISCONNECT and close.
+        """
+        self.send(Disconnect(reasonCode, properties))
+        self.transport.loseConnection()
+
+    def take(self) -> list[Packet]:
+        """
+        Return the packets received so far and forget them.
+        """
+        received, self.received = self.received, []
+        return received
+
+    def publishes(self) -> list[Publish]:
+        """
+        Take the received packets and return the PUBLISH packets among them.
+        """
+        return [p for p in self.take() if isinstance(p, Publish)]
+
+
+class InMemoryBroker:
+    """
+    A L{Broker} on a driven L{Clock}, with test clients connected over
+    in-memory transports.
+
+    @ivar clock: the clock every broker timer uses; see L{advance}.
+    @ivar broker: the broker.
+    @ivar factory: the server factory clients connect through.
+    """
+
+    def __init__(self, config: BrokerConfig | None = None, **settings: Any) -> None:
+        """
+        @param config: broker settings; keyword arguments override single
+            settings (e.g. C{maxQueuedMessages=10}).
+        """
+        self.clock = Clock()
+        if config is None:
+            config = BrokerConfig()
+        if settings:
+            config = config.replace(**settings)
+        self.broker = Broker(config, clock=self.clock)
+        self.factory = MQTTServerFactory(self.broker)
+        self._pumps: list[iosim.IOPump] = []
+
+    def openClient(
+        self, protocolLevel: int = MQTT_3_1_1, autoAck: bool = False
+    ) -> MQTTTestClient:
+        """
+        Open a connection without sending anything.
+        """
+        client = MQTTTestClient(protocolLevel, autoAck)
+        server = self.factory.buildProtocol(None)
+        if server is None:
+            raise ConnectionRefusedError("the broker refused the connection")
+        clientTransport = iosim.makeFakeClient(client)
+        serverTransport = iosim.makeFakeServer(server)
+        pump = iosim.connect(server, serverTransport, client, clientTransport, greet=False,
+                             clock=self.clock)
+        client.pump = pump  # type: ignore[attr-defined]
+        client.server = server  # type: ignore[attr-defined]
+        self._pumps.append(pump)
+        return client
+
+    def connect(
+        self,
+        clientId: str = "",
+        protocolLevel: int = MQTT_3_1_1,
+        autoAck: bool = True,
+        **connectArgs: Any,
+    ) -> MQTTTestClient:
+        """
+        Open a connection, CONNECT and wait for the CONNACK (which is
+        consumed from C{received}).
+
+        @raise AssertionError: if the broker did not accept the CONNECT.
+        """
+        client = self.openClient(protocolLevel, autoAck)
+        client.connect(clientId, **connectArgs)
+        self.flush()
+        packets = client.take()
+        if not packets or not isinstance(packets[0], Connack) or packets[0].reasonCode:
+            raise AssertionError(f"CONNECT refused: {packets!r}")
+        client.connack = packets[0]  # type: ignore[attr-defined]
+        client.received.extend(packets[1:])
+        return client
+
+    def serverFor(self, client: MQTTTestClient) -> MQTTServerProtocol:
+        """
+        The broker-side protocol of a test client.
+        """
+        return client.server  # type: ignore[attr-defined, no-any-return]
+
+    def flush(self) -> None:
+        """
+        Move bytes between every client and the broker until nothing moves
+        (timers due now run too).
+        """
+        for _ in range(1000):
+            moved = False
+            for pump in list(self._pumps):
+                if pump.pump():
+                    moved = True
+            if not moved:
+                break
+        else:  # pragma: no cover
+            raise AssertionError("the connections never became idle")
+        self._pumps = [p for p in self._pumps if not p.clientIO.disconnected]
+
+    def advance(self, seconds: float) -> None:
+        """
+        Let time pass on the broker's clock, then flush.
+        """
+        self.clock.advance(seconds)
+        self.flush()
