@@ -151,9 +151,9 @@ class Broker(Service):
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = reactor
         self.config = config
-        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.clock: IReactorTime = clock
         self.counters = Counters()
         self.sessions: dict[str, Session] = {}
         self.connections: dict[str, MQTTServerProtocol] = {}
@@ -335,6 +335,7 @@ class Broker(Service):
         mqos = message.qos
         sender = message.senderId
         count = 0
+        target: Any
         if len(found) == 1:
             for target, opts in tuple(found[0].items()):
                 if opts.noLocal and target.clientId == sender:
@@ -363,7 +364,7 @@ class Broker(Service):
                         entry[1] = entry[1] or retain
                         entry[2] = entry[2] + opts.subscriptionIds
             for target, (qos, retain, subscriptionIds) in merged.items():
-                target.deliver(message, qos, retain, subscriptionIds)  # type: ignore[attr-defined]
+                target.deliver(message, qos, retain, subscriptionIds)
                 count += 1
         for group in groups:
             if self._deliverShared(group, message):
@@ -389,8 +390,9 @@ class Broker(Service):
         if chosen is None:
             chosen = members[start]
             group.cursor = start + 1
-        target, opts = chosen
-        target.deliver(message, min(opts.qos, message.qos),
+        chosenTarget: Any = chosen[0]
+        opts = chosen[1]
+        chosenTarget.deliver(message, min(opts.qos, message.qos),
                        message.retain and opts.retainAsPublished, opts.subscriptionIds)
         return True
 

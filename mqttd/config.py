@@ -8,26 +8,28 @@ kebab-case long options; the TOML file uses the same names as flat keys.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:([kKmMgG])(?:i?[bB])?|[bB])?\s*$")
+_FACTORS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
 def _size(text: str) -> int:
     """
     Parse a byte count: an integer, optionally with a C{k}, C{M} or C{G}
-    suffix (powers of 1024, e.g. C{64M}).
+    suffix (powers of 1024: C{64M}, C{64MiB} and C{64MB} all mean 64 MiB).
+
+    @raise ValueError: if it is not of that form.
     """
-    text = text.strip()
-    factor = 1
-    suffixes = {"k": 1024, "K": 1024, "m": 1024**2, "M": 1024**2, "g": 1024**3, "G": 1024**3}
-    if text and text[-1] in suffixes:
-        factor = suffixes[text[-1]]
-        text = text[:-1]
-        if text.endswith(("i", "I")):
-            text = text[:-1]
-    value = int(text) * factor
-    return value
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(text)
+    number, suffix = match.groups()
+    return int(number) * (_FACTORS[suffix.lower()] if suffix else 1)
 
 
 def _seconds(text: str) -> float:
@@ -106,10 +108,7 @@ class BrokerConfig:
             if spec.kind == "flag":
                 continue
             if value < spec.minimum or (spec.maximum is not None and value > spec.maximum):
-                upper = f" and {spec.maximum:g}" if spec.maximum is not None else ""
-                raise ValueError(
-                    f"{spec.name} must be between {spec.minimum:g}{upper}, not {value}"
-                )
+                raise ValueError(f"{spec.name} {_bounds(spec)}, not {value}")
 
 
 #: Every setting of the broker (not listeners or authentication, which
@@ -208,6 +207,15 @@ def parseValue(spec: OptionSpec, value: Any) -> Any:
     except ValueError:
         raise ValueError(f"{value!r} is not a valid {_KIND_NAMES[spec.kind]}") from None
     if result < spec.minimum or (spec.maximum is not None and result > spec.maximum):
-        upper = f" and {spec.maximum:g}" if spec.maximum is not None else ""
-        raise ValueError(f"must be between {spec.minimum:g}{upper}, not {value}")
+        raise ValueError(f"{_bounds(spec)}, not {value}")
     return result
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _bounds(spec: OptionSpec) -> str:
+    if spec.maximum is None:
+        return f"must be at least {_number(spec.minimum)}"
+    return f"must be between {_number(spec.minimum)} and {_number(spec.maximum)}"

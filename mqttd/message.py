@@ -156,9 +156,9 @@ class Message:
             if cache is None:
                 cache = self._cache = {}
             else:
-                parts = cache.get(key)
-                if parts is not None:
-                    return parts  # type: ignore[no-any-return]
+                cached: tuple[bytes, bytes] | None = cache.get(key)
+                if cached is not None:
+                    return cached
         topic = self._topicBytes
         if level == MQTT_5:
             expiry = None
@@ -176,5 +176,5 @@ class Message:
         )
         parts = (prefix, suffix)
         if cacheable:
-            cache[key] = parts
+            self._cache[key] = parts  # type: ignore[index]
         return parts

@@ -55,6 +55,7 @@ from mqttd.codec import (
     Unsuback,
     Unsubscribe,
     UnsupportedProtocolVersion,
+    Will,
     encode,
 )
 from mqttd.codec.properties import NO_PROPERTIES, PropertyId
@@ -116,8 +117,11 @@ class MQTTServerProtocol(Protocol):
     clientId: str = ""
     protocolLevel: int | None = None
     session: Session | None = None
-    will = None
+    will: Will | None = None
     identity: Any = None
+    # TCP, TLS, UNIX or any wrapping transport: an ITransport that is also an
+    # IConsumer and an IPushProducer and has abortConnection().
+    transport: Any
 
     def __init__(self, factory: MQTTServerFactory) -> None:
         self.factory = factory
@@ -549,7 +553,7 @@ class MQTTServerProtocol(Protocol):
             if packetId in awaiting:
                 # A duplicate: acknowledge again, never forward twice
                 # [MQTT-4.3.3-2].
-                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))
                 return
             limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
             if len(awaiting) >= limit:
@@ -817,10 +821,11 @@ class MQTTServerProtocol(Protocol):
             sent = True
         while not queue and self._replays and self._writable:
             iterator, options = self._replays[0]
-            message = next(iterator, None)
-            if message is None:
+            retained = next(iterator, None)
+            if retained is None:
                 self._replays.popleft()
                 continue
+            message = retained
             qos = message.qos if message.qos < options.qos else options.qos
             if qos and len(inflight) >= window:
                 session.forceEnqueue((message, qos, True, options.subscriptionIds))
@@ -927,7 +932,7 @@ class MQTTServerFactory(Factory):
         when C{portal} is L{None}.
     """
 
-    protocol = MQTTServerProtocol  # type: ignore[assignment]
+    protocol = MQTTServerProtocol
     noisy = False
 
     def __init__(
@@ -942,7 +947,7 @@ class MQTTServerFactory(Factory):
         self.allowAnonymous = allowAnonymous
         self.clock = clock if clock is not None else broker.clock
 
-    def buildProtocol(self, addr: Any) -> MQTTServerProtocol | None:  # type: ignore[override]
+    def buildProtocol(self, addr: Any) -> MQTTServerProtocol | None:
         if len(self.broker.protocols) >= self.broker.config.maxConnections:
             self.broker.counters.connectionsRefused += 1
             log.info("connection from {addr} refused: max-connections reached", addr=addr)

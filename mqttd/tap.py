@@ -48,32 +48,74 @@ def _fail(message: str) -> SystemExit:
 def splitEndpoint(description: str) -> tuple[list[str], dict[str, str]]:
     """
     Split an endpoint string the way Twisted does: fields separated by
-    C{:}, C{\\:} escaping a colon, C{key=value} fields as keyword arguments.
+    C{:}, a backslash escaping the next character, C{key=value} fields
+    (after the first, at an unescaped C{=}) as keyword arguments.
 
     @return: the positional fields (the first is the type) and the keyword
         fields.
     """
-    fields: list[str] = []
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
     current: list[str] = []
+    key: str | None = None
     chars = iter(description)
+
+    def endField() -> None:
+        nonlocal key
+        text = "".join(current)
+        current.clear()
+        if key is not None:
+            kwargs[key] = text
+            key = None
+        else:
+            args.append(text)
+
     for char in chars:
         if char == "\\":
             current.append(next(chars, ""))
         elif char == ":":
-            fields.append("".join(current))
-            current = []
+            endField()
+        elif char == "=" and key is None and args:
+            key = "".join(current)
+            current.clear()
         else:
             current.append(char)
-    fields.append("".join(current))
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    for field in fields:
-        if "=" in field and args:
-            key, value = field.split("=", 1)
-            kwargs[key] = value
-        else:
-            args.append(field)
+    endField()
     return args, kwargs
+
+
+# Endpoint arguments that name files (Twisted's ssl: and mqttd's mtls:).
+_PATH_ARGUMENTS = frozenset(
+    {"privateKey", "certKey", "caCerts", "crlFile", "extraCertChain", "dhParameters"}
+)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def resolveEndpointPaths(description: str, directory: str) -> str:
+    """
+    Make the relative file paths of an endpoint string from a configuration
+    file relative to that file's directory: the path of a C{unix:}
+    endpoint and the certificate and key arguments of TLS endpoints.
+    """
+    args, kwargs = splitEndpoint(description)
+    if not args:
+        return description
+    changed = False
+    if args[0].lower() == "unix" and len(args) > 1 and not os.path.isabs(args[1]):
+        args[1] = os.path.join(directory, args[1])
+        changed = True
+    for key, value in kwargs.items():
+        if key in _PATH_ARGUMENTS and value and not os.path.isabs(value):
+            kwargs[key] = os.path.join(directory, value)
+            changed = True
+    if not changed:
+        return description
+    fields = [args[0]] + [_escape(a) for a in args[1:]]
+    fields += [f"{_escape(k)}={_escape(v)}" for k, v in kwargs.items()]
+    return ":".join(fields)
 
 
 def isLocalEndpoint(description: str) -> bool:
@@ -198,11 +240,7 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """
-        Listen on this Twisted server endpoint, e.g. tcp:1883 or
-        unix:/run/mqttd.sock (repeatable; replaces the default
-        tcp:1883:interface=127.0.0.1).
-        """
+        """Listen on this Twisted server endpoint, e.g. tcp:1883 or unix:/run/mqttd.sock (repeatable; replaces the default tcp:1883:interface=127.0.0.1)."""
         self["listen"].append(description)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
@@ -252,7 +290,7 @@ class Options(usage.Options):
                 fromFile = [fromFile]
             if not isinstance(fromFile, list) or not all(isinstance(x, str) for x in fromFile):
                 raise _fail(f"{configPath}: listen must be an array of endpoint strings")
-            listen = list(fromFile)
+            listen = [resolveEndpointPaths(d, self.configDirectory) for d in fromFile]
         if not listen:
             listen = [DEFAULT_LISTEN]
         self["listen"] = listen

@@ -75,6 +75,8 @@ class MQTTTestClient(Protocol):
         self._decoder = Decoder(isServer=False, protocolLevel=protocolLevel)
         self._nextPacketId = 1
 
+    transport: Any
+
     def dataReceived(self, data: bytes) -> None:
         self._decoder.feed(data)
         try:
@@ -274,7 +276,8 @@ class InMemoryBroker:
         """
         The broker-side protocol of a test client.
         """
-        return client.server  # type: ignore[attr-defined, no-any-return]
+        server: MQTTServerProtocol = client.server  # type: ignore[attr-defined]
+        return server
 
     def flush(self) -> None:
         """

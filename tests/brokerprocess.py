@@ -41,7 +41,7 @@ class BrokerProcess:
 
         @param args: extra C{mqttd} options (after the listener).
         """
-        self.logFile = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        self.logFile = tempfile.NamedTemporaryFile(
             "w+", prefix="mqttd-test-", suffix=".log", delete=False
         )
         self.args = args
@@ -142,7 +142,7 @@ class RawClient:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(count - len(data))
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             except ConnectionResetError:
                 break
@@ -164,7 +164,7 @@ class RawClient:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return data
             except ConnectionResetError:
                 return data
@@ -185,7 +185,7 @@ class RawClient:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return False
             except (ConnectionResetError, BrokenPipeError):
                 return True
