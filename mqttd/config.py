@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:([kKmMgG])(?:i?[bB])?|[bB])?\s*$")
 _FACTORS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 

@@ -76,6 +76,9 @@ del _REQUIRED_FLAGS[PUBLISH]
 
 # How many decoded topic names to keep (raw bytes -> validated str).
 _TOPIC_CACHE_SIZE = 4096
+# Only topics up to this many bytes are cached: 4096 topics of 64 KiB would
+# keep about 512 MiB per connection.
+_TOPIC_CACHE_MAX_LENGTH = 256
 
 
 def _firstByteVerdicts(
@@ -408,7 +411,7 @@ class Decoder:
             raise MalformedPacket("topic contains a forbidden character")
         if "+" in topic or "#" in topic:
             raise MalformedPacket("wildcard in a topic name")  # [MQTT-3.3.2-2]
-        if topic:
+        if topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
             if len(self._topics) >= _TOPIC_CACHE_SIZE:
                 self._topics.clear()
             self._topics[raw] = topic

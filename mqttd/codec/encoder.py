@@ -84,6 +84,8 @@ def publishFirstByte(qos: int, retain: bool, dup: bool) -> int:
 
 def _encodePublish(p: Publish, level: int) -> bytes:
     topic = p.topic.encode("utf-8")
+    if len(topic) > 0xFFFF:
+        raise ValueError("topic longer than 65535 bytes")
     head = len(topic).to_bytes(2, "big") + topic
     if p.qos:
         if not p.packetId:

@@ -280,9 +280,11 @@ def decodeProperties(
             if ident in props:
                 if ident == PropertyId.SUBSCRIPTION_IDENTIFIER and packetKind != 3:
                     raise ProtocolError("duplicate subscription identifier")
-                props[ident] = props[ident] + (value,)
+                # A list while decoding: appending to a tuple is quadratic
+                # (CVE-2021-41039 class); tuples are made at the end.
+                props[ident].append(value)
             else:
-                props[ident] = (value,)
+                props[ident] = [value]
             if ident == PropertyId.SUBSCRIPTION_IDENTIFIER and value == 0:
                 raise ProtocolError("subscription identifier 0")
             continue
@@ -303,6 +305,8 @@ def decodeProperties(
         props[ident] = value
     if pos != stop:
         raise MalformedPacket("property overruns its block")
+    for ident in REPEATABLE.intersection(props):
+        props[ident] = tuple(props[ident])
     if PropertyId.AUTHENTICATION_DATA in props and PropertyId.AUTHENTICATION_METHOD not in props:
         raise ProtocolError("authentication data without an authentication method")
     return props, stop
