@@ -12,7 +12,6 @@ packet is there, which keeps reassembly linear however small the chunks are.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -410,7 +409,9 @@ class Decoder:
         if self._forbidden.search(topic) is not None:
             raise MalformedPacket("topic contains a forbidden character")
         if "+" in topic or "#" in topic:
-            raise MalformedPacket("wildcard in a topic name")  # [MQTT-3.3.2-2]
+            # [MQTT-3.3.2-2]: it parses, but the data is not allowed, which
+            # MQTT 5.0 section 1.2 calls a Protocol Error.
+            raise ProtocolError("wildcard in a topic name")
         if topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
             if len(self._topics) >= _TOPIC_CACHE_SIZE:
                 self._topics.clear()
@@ -475,7 +476,7 @@ class Decoder:
         while pos < end:
             topicFilter, pos = self._string(data, pos, end)
             if not topicFilter:
-                raise MalformedPacket("empty topic filter")  # [MQTT-4.7.3-1]
+                raise ProtocolError("empty topic filter")  # [MQTT-4.7.3-1]
             if pos >= end:
                 raise MalformedPacket("topic filter without subscription options")
             options = data[pos]
@@ -526,7 +527,7 @@ class Decoder:
         while pos < end:
             topicFilter, pos = self._string(data, pos, end)
             if not topicFilter:
-                raise MalformedPacket("empty topic filter")
+                raise ProtocolError("empty topic filter")  # [MQTT-4.7.3-1]
             filters.append(topicFilter)
         if not filters:
             raise ProtocolError("UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
