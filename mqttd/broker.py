@@ -160,7 +160,9 @@ class Broker(Service):
         self.protocols: set[MQTTServerProtocol] = set()
         self._trie = SubscriptionTrie()
         self._retained: RetainedTree[Message] = RetainedTree()
-        self._pendingWills: dict[str, IDelayedCall] = {}
+        # client id -> (timer, will) for v5 wills waiting for their delay.
+        self._pendingWills: dict[str, tuple[IDelayedCall, Will]] = {}
+        self._stopping = False
         self._offlineLimits = (config.maxQueuedMessages, config.maxQueuedBytes)
         #: The connection whose PUBLISH is being routed (for throttling).
         self.currentSource: MQTTServerProtocol | None = None
@@ -276,15 +278,22 @@ class Broker(Service):
             "retained": len(self._retained),
         }
 
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+
     def stopService(self) -> Any:
         """
         Disconnect every client (v5: DISCONNECT 0x8B Server shutting down)
         and cancel the broker's timers.
         """
         super().stopService()
+        # While stopping, connections that end schedule no expiry or will
+        # timers: nothing of the broker is left on the reactor.
+        self._stopping = True
         for protocol in list(self.protocols):
             protocol.closeWith(0x8B, "server shutting down", publishWill=False)
-        for call in self._pendingWills.values():
+        for call, _ in self._pendingWills.values():
             if call.active():
                 call.cancel()
         self._pendingWills.clear()
@@ -494,9 +503,9 @@ class Broker(Service):
         if old is not None:
             self._takeOver(old, protocol, cleanStart)
         pendingWill = self._pendingWills.pop(clientId, None)
-        if pendingWill is not None and pendingWill.active():
+        if pendingWill is not None and pendingWill[0].active():
             # Reconnected within the Will Delay Interval: no will [MQTT-3.1.3-9].
-            pendingWill.cancel()
+            pendingWill[0].cancel()
         session = self.sessions.get(clientId)
         if session is not None:
             if session.expiryCall is not None and session.expiryCall.active():
@@ -560,15 +569,14 @@ class Broker(Service):
         session.connection = None
         if will is not None:
             delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0) if will.properties else 0
-            if delay and session.expiryInterval:
-                self._pendingWills[clientId] = self.clock.callLater(
-                    delay, self._delayedWill, clientId, will
-                )
+            if delay and session.expiryInterval and not self._stopping:
+                call = self.clock.callLater(delay, self._delayedWill, clientId, will)
+                self._pendingWills[clientId] = (call, will)
             else:
                 self.publishWill(clientId, will)
         if session.expiryInterval == 0:
             self.endSession(session)
-        elif session.expiryInterval != NEVER_EXPIRES:
+        elif session.expiryInterval != NEVER_EXPIRES and not self._stopping:
             session.expiryCall = self.clock.callLater(
                 session.expiryInterval, self._expireSession, session
             )
@@ -585,10 +593,9 @@ class Broker(Service):
         # The will is sent at the earlier of will delay and session end
         # [MQTT-3.1.3-9].
         pending = self._pendingWills.pop(session.clientId, None)
-        if pending is not None and pending.active():
-            pending.cancel()
-            will = pending.args[1]  # type: ignore[attr-defined]
-            self.publishWill(session.clientId, will)
+        if pending is not None and pending[0].active():
+            pending[0].cancel()
+            self.publishWill(session.clientId, pending[1])
         self.endSession(session)
 
     def endSession(self, session: Session) -> None:

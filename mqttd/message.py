@@ -17,12 +17,13 @@ from mqttd.codec.properties import (
     encodePropertyBody,
 )
 
-# Properties a server forwards with a message (MQTT 5.0 section 3.3.2.3);
-# Topic Alias and Subscription Identifier are per connection / subscription.
+# Properties a server forwards with a message unchanged (MQTT 5.0 section
+# 3.3.2.3).  Message Expiry Interval is forwarded too, but as the time left
+# (kept as Message.expiresAt); Topic Alias and Subscription Identifier are
+# per connection / subscription.
 _FORWARDED = frozenset(
     {
         PropertyId.PAYLOAD_FORMAT_INDICATOR,
-        PropertyId.MESSAGE_EXPIRY_INTERVAL,
         PropertyId.CONTENT_TYPE,
         PropertyId.RESPONSE_TOPIC,
         PropertyId.CORRELATION_DATA,
@@ -37,7 +38,7 @@ _OVERHEAD = 64
 def forwardedProperties(props: Properties) -> Properties:
     """
     The properties of an incoming PUBLISH (or will) that travel with the
-    message, in their original order [MQTT-3.3.2-18].
+    message unchanged, in their original order [MQTT-3.3.2-18].
     """
     if not props:
         return NO_PROPERTIES

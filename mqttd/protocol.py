@@ -131,6 +131,7 @@ class MQTTServerProtocol(Protocol):
         self._config = config
         self._state = _AWAITING_CONNECT
         self._v5 = False
+        self._level = 4
         self._closing = False
         self._draining = False
         self._readPauses: set[str] = set()
@@ -149,9 +150,13 @@ class MQTTServerProtocol(Protocol):
         self._cleanDisconnect = False
         self._closeReason = "connection lost"
         self._timers: dict[str, IDelayedCall] = {}
+        # High- and low-water marks of the session queue (messages, bytes).
         hw = max(1, config.maxQueuedMessages // 2)
-        self._highWater = (hw, max(1, config.maxOutboundBuffer // 2))
-        self._lowWater = (hw // 2, config.maxOutboundBuffer // 4)
+        hwBytes = max(1, min(config.maxQueuedBytes, config.maxOutboundBuffer) // 2)
+        self._highWater = (hw, hwBytes)
+        self._lowWater = (hw // 2, hwBytes // 2)
+        # In-flight packet ids still to be resent after a reconnect.
+        self._resend: deque[int] = deque()
         self._handlers: dict[type, Callable[[Any], None]] = {
             Connect: self._onConnect,
             Publish: self._onPublish,
@@ -267,7 +272,11 @@ class MQTTServerProtocol(Protocol):
     def _keepAliveCheck(self) -> None:
         self._timers.pop("keepalive", None)
         limit = self._keepAlive * 1.5
-        elapsed = self._clock.seconds() - self._lastPacketAt
+        now = self._clock.seconds()
+        if _THROTTLE in self._readPauses:
+            # We stopped reading this client: its silence is ours.
+            self._lastPacketAt = now
+        elapsed = now - self._lastPacketAt
         if elapsed >= limit:
             # [MQTT-3.1.2-24]: as if the network failed, so the will is sent.
             self.closeWith(0x8D, "keep-alive timeout")
@@ -344,6 +353,9 @@ class MQTTServerProtocol(Protocol):
         if reason not in self._readPauses:
             return
         self._readPauses.discard(reason)
+        if reason == _THROTTLE:
+            # Keep-alive counts from here: the pause was the broker's doing.
+            self._lastPacketAt = self._clock.seconds()
         if not self._readPauses and not self._closing:
             self.transport.resumeProducing()
             self._drain()
@@ -383,7 +395,7 @@ class MQTTServerProtocol(Protocol):
 
     def _onConnect(self, packet: Connect) -> None:
         level = packet.protocolLevel
-        self.protocolLevel = level
+        self.protocolLevel = self._level = level
         v5 = self._v5 = level == MQTT_5
         config = self._config
         clientId = packet.clientId
@@ -486,7 +498,7 @@ class MQTTServerProtocol(Protocol):
         )
         self.session = session
         self.will = packet.will
-        connack = encode(Connack(present, 0, props or NO_PROPERTIES), self.protocolLevel or 4)
+        connack = encode(Connack(present, 0, props or NO_PROPERTIES), self._level)
         if len(connack) > self._peerMaxPacket:
             # [MQTT-3.1.2-24]: we cannot even send the CONNACK.
             self.closeWith(None, "CONNACK larger than the client's maximum packet size")
@@ -512,17 +524,9 @@ class MQTTServerProtocol(Protocol):
             keepAlive=self._keepAlive,
             present=present,
         )
-        # Resend what was in flight, in order, only now [MQTT-4.4.0-1].
-        level = packet.protocolLevel
-        for packetId, entry in list(session.inflight.items()):
-            if entry.released:
-                self.transport.write(encode(Pubrel(packetId), level))
-            else:
-                prefix, suffix = entry.message.encodeParts(
-                    level, entry.qos, entry.retain, entry.subscriptionIds,
-                    self._clock.seconds(), dup=True,
-                )
-                self.transport.writeSequence((prefix, packetId.to_bytes(2, "big"), suffix))
+        # Resend what was in flight, in order, only now [MQTT-4.4.0-1], as
+        # the (new) in-flight window allows; _pump sends them first.
+        self._resend.extend(session.inflight)
         self._pump()
 
     # -- PUBLISH from the client ------------------------------------------------
@@ -547,47 +551,51 @@ class MQTTServerProtocol(Protocol):
                     topic = known
         if topic.count("/") >= self._config.maxTopicLevels:
             raise ProtocolError("topic has too many levels", 0x90)
-        packetId = packet.packetId
-        if qos == 2:
-            awaiting = session.awaitingRel
-            if packetId in awaiting:
-                # A duplicate: acknowledge again, never forward twice
-                # [MQTT-4.3.3-2].
-                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))
-                return
-            limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
-            if len(awaiting) >= limit:
-                raise ProtocolError("too many QoS 2 messages awaiting PUBREL", 0x93)
+        if qos:
+            # The codec guarantees a non-zero packet id for QoS 1 and 2.
+            packetId: int = packet.packetId  # type: ignore[assignment]
+            if qos == 2:
+                awaiting = session.awaitingRel
+                if packetId in awaiting:
+                    # A duplicate: acknowledge again, never forward twice
+                    # [MQTT-4.3.3-2].
+                    self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))
+                    return
+                limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
+                if len(awaiting) >= limit:
+                    raise ProtocolError("too many QoS 2 messages awaiting PUBREL", 0x93)
         broker = self.broker
         broker.counters.messagesIn += 1
-        message = broker.makeMessage(topic, packet.payload, qos, packet.retain, props,
-                                     self.clientId) if props else Message(
-            topic, packet.payload, qos, packet.retain, NO_PROPERTIES, self.clientId)
+        if props:
+            message = broker.makeMessage(
+                topic, packet.payload, qos, packet.retain, props, self.clientId
+            )
+        else:
+            message = Message(topic, packet.payload, qos, packet.retain, NO_PROPERTIES,
+                              self.clientId)
         retainRefused = packet.retain and not broker.storeRetained(message)
         broker.currentSource = self
         try:
             delivered = broker.route(message, storeRetained=False)
         finally:
             broker.currentSource = None
-        if qos == 0:
+        if not qos:
             return
+        # PUBACK (QoS 1) or PUBREC (QoS 2); v5 adds a reason code when the
+        # retained copy was refused (0x97) or nobody subscribed (0x10).
+        header = 0x40 if qos == 1 else 0x50
         code = 0
         if self._v5:
             if retainRefused:
                 code = 0x97
             elif not delivered:
                 code = 0x10
-        if qos == 1:
-            if code:
-                self.transport.write(b"\x40\x03" + packetId.to_bytes(2, "big") + bytes((code,)))  # type: ignore[union-attr]
-            else:
-                self.transport.write(b"\x40\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+        if qos == 2:
+            session.awaitingRel.add(packetId)
+        if code:
+            self.transport.write(bytes((header, 3)) + packetId.to_bytes(2, "big") + bytes((code,)))
         else:
-            session.awaitingRel.add(packetId)  # type: ignore[arg-type]
-            if code:
-                self.transport.write(b"\x50\x03" + packetId.to_bytes(2, "big") + bytes((code,)))  # type: ignore[union-attr]
-            else:
-                self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))  # type: ignore[union-attr]
+            self.transport.write(bytes((header, 2)) + packetId.to_bytes(2, "big"))
 
     # -- acknowledgements from the client ---------------------------------------
 
@@ -616,7 +624,7 @@ class MQTTServerProtocol(Protocol):
             self._progress()
             return
         entry.released = True
-        self.transport.write(encode(Pubrel(packet.packetId), self.protocolLevel or 4))
+        self.transport.write(encode(Pubrel(packet.packetId), self._level))
 
     def _onPubcomp(self, packet: Pubcomp) -> None:
         session = self.session
@@ -686,7 +694,7 @@ class MQTTServerProtocol(Protocol):
                 request.retainHandling == 0 or (request.retainHandling == 1 and existing is None)
             ):
                 replays.append(options)
-        self.transport.write(encode(Suback(packet.packetId, tuple(codes)), level or 4))
+        self.transport.write(encode(Suback(packet.packetId, tuple(codes)), self._level))
         if replays:
             for options in replays:
                 self._replays.append((broker.iterRetained(options.topicFilter), options))
@@ -700,7 +708,7 @@ class MQTTServerProtocol(Protocol):
             existed = self.broker.removeSubscription(session, fullFilter)
             codes.append(0x00 if existed else 0x11)
         self.transport.write(
-            encode(Unsuback(packet.packetId, tuple(codes)), self.protocolLevel or 4)
+            encode(Unsuback(packet.packetId, tuple(codes)), self._level)
         )
 
     # -- PINGREQ, DISCONNECT, AUTH ------------------------------------------------
@@ -743,8 +751,11 @@ class MQTTServerProtocol(Protocol):
         session = self.session
         if session is None or self._closing:
             return
-        if self._writable and not session.queue and (
-            not qos or len(session.inflight) < self._sendWindow
+        if (
+            self._writable
+            and not session.queue
+            and not self._resend
+            and (not qos or len(session.inflight) < self._sendWindow)
         ):
             self._write(message, qos, retain, subscriptionIds)
             return
@@ -768,16 +779,13 @@ class MQTTServerProtocol(Protocol):
         """
         Write one PUBLISH (assigning a packet id for QoS 1/2).
         """
+        now = None
         if message.expiresAt is not None:
             now = self._clock.seconds()
             if message.expiresAt <= now:
                 self.broker.counters.messagesDropped += 1
                 return
-        else:
-            now = None
-        prefix, suffix = message.encodeParts(
-            self.protocolLevel, qos, retain, subscriptionIds, now  # type: ignore[arg-type]
-        )
+        prefix, suffix = message.encodeParts(self._level, qos, retain, subscriptionIds, now)
         if len(prefix) + len(suffix) + (2 if qos else 0) > self._peerMaxPacket:
             # Too large for this client [MQTT-3.1.2-25]: dropped for it alone.
             self.broker.counters.messagesDropped += 1
@@ -787,23 +795,37 @@ class MQTTServerProtocol(Protocol):
             self.transport.write(prefix + suffix)
             return
         session = self.session
-        packetId = session.allocatePacketId()  # type: ignore[union-attr]
-        session.addInflight(  # type: ignore[union-attr]
-            packetId, InflightEntry(message, qos, retain, subscriptionIds)
+        assert session is not None
+        packetId = session.allocatePacketId()
+        session.addInflight(packetId, InflightEntry(message, qos, retain, subscriptionIds))
+        self.transport.write(prefix + packetId.to_bytes(2, "big") + suffix)
+
+    def _resendInflight(self, packetId: int, entry: InflightEntry) -> None:
+        """
+        Resend an unacknowledged message after a reconnect: PUBLISH with DUP
+        set, or PUBREL if PUBREC had arrived [MQTT-4.4.0-1].
+        """
+        if entry.released:
+            self.transport.write(encode(Pubrel(packetId), self._level))
+            return
+        prefix, suffix = entry.message.encodeParts(
+            self._level, entry.qos, entry.retain, entry.subscriptionIds,
+            self._clock.seconds(), dup=True,
         )
-        self.transport.writeSequence((prefix, packetId.to_bytes(2, "big"), suffix))
+        self.transport.write(prefix + packetId.to_bytes(2, "big") + suffix)
 
     def _progress(self) -> None:
         """
         An acknowledgement freed a slot of the in-flight window.
         """
-        if self.session is not None and (self.session.queue or self._replays):
+        if self.session is not None and (self.session.queue or self._replays or self._resend):
             self._pump()
 
     def _pump(self) -> None:
         """
-        Send queued deliveries, then pending retained replays, while the
-        transport accepts data and the in-flight window allows.
+        Send, while the transport accepts data and the in-flight window
+        allows: in-flight messages to resend after a reconnect, then queued
+        deliveries, then pending retained replays.
         """
         session = self.session
         if session is None or self._closing:
@@ -811,15 +833,22 @@ class MQTTServerProtocol(Protocol):
         queue = session.queue
         inflight = session.inflight
         window = self._sendWindow
+        resend = self._resend
         sent = False
-        while queue and self._writable:
+        while resend and self._writable and len(inflight) - len(resend) < window:
+            packetId = resend.popleft()
+            entry = inflight.get(packetId)
+            if entry is not None:
+                self._resendInflight(packetId, entry)
+                sent = True
+        while queue and not resend and self._writable:
             message, qos, retain, subscriptionIds = queue[0]
             if qos and len(inflight) >= window:
                 break
             session.popQueued()
             self._write(message, qos, retain, subscriptionIds)
             sent = True
-        while not queue and self._replays and self._writable:
+        while not queue and not resend and self._replays and self._writable:
             iterator, options = self._replays[0]
             retained = next(iterator, None)
             if retained is None:
