@@ -325,20 +325,39 @@ class Broker(Service):
                 expiresAt = self.clock.seconds() + expiry
         return Message(topic, payload, qos, retain, properties, senderId, expiresAt)
 
-    def route(self, message: Message, storeRetained: bool = True) -> int:
+    def route(self, message: Message) -> int:
         """
         Store a retained message and deliver a message to every matching
-        subscription: one copy per session at the highest matching QoS
-        [MQTT-3.3.5-1], delivery QoS = min(message QoS, granted QoS), the
-        RETAIN flag cleared unless Retain As Published [MQTT-3.3.1-9].
+        subscription (see L{deliver}).
 
-        @param storeRetained: whether to store a retained message (the
-            caller may have stored it already).
         @return: how many sessions (and shared groups) it went to.
         """
-        if message.retain and storeRetained:
+        if message.retain:
             self.storeRetained(message)
         found, groups = self._trie.match(message.topic)
+        return self.deliver(message, found, groups)
+
+    def match(self, topic: str) -> tuple[list[dict[Hashable, Any]], list[SharedGroup]]:
+        """
+        The subscriptions matching a topic, for L{deliver}: a client's
+        PUBLISH is acknowledged between the two, before its own copy.
+        """
+        return self._trie.match(topic)
+
+    def deliver(
+        self,
+        message: Message,
+        found: list[dict[Hashable, Any]],
+        groups: list[SharedGroup],
+    ) -> int:
+        """
+        Deliver a message to the subscriptions L{match} found: one copy per
+        session at the highest matching QoS [MQTT-3.3.5-1], delivery QoS =
+        min(message QoS, granted QoS), the RETAIN flag cleared unless Retain
+        As Published [MQTT-3.3.1-9], one member of each shared group.
+
+        @return: how many sessions (and shared groups) it went to.
+        """
         if not found and not groups:
             return 0
         mqos = message.qos

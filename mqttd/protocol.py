@@ -549,11 +549,13 @@ class MQTTServerProtocol(Protocol):
                     if known is None:
                         raise ProtocolError(f"topic alias {alias} is not set")
                     topic = known
-        if topic.count("/") >= self._config.maxTopicLevels:
-            raise ProtocolError("topic has too many levels", 0x90)
+        tooDeep = topic.count("/") >= self._config.maxTopicLevels
+        if tooDeep and not self._v5:
+            raise ProtocolError("topic has more levels than max-topic-levels", 0x90)
         if qos:
             # The codec guarantees a non-zero packet id for QoS 1 and 2.
             packetId: int = packet.packetId  # type: ignore[assignment]
+            ack = 0x40 if qos == 1 else 0x50
             if qos == 2:
                 awaiting = session.awaitingRel
                 if packetId in awaiting:
@@ -564,6 +566,14 @@ class MQTTServerProtocol(Protocol):
                 limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
                 if len(awaiting) >= limit:
                     raise ProtocolError("too many QoS 2 messages awaiting PUBREL", 0x93)
+            if tooDeep:
+                # v5: "Topic Name invalid", the message is refused, the
+                # connection stays (a QoS 2 flow ends with this PUBREC).
+                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x90")
+                return
+        elif tooDeep:
+            self.broker.counters.messagesDropped += 1
+            return
         broker = self.broker
         broker.counters.messagesIn += 1
         if props:
@@ -574,28 +584,30 @@ class MQTTServerProtocol(Protocol):
             message = Message(topic, packet.payload, qos, packet.retain, NO_PROPERTIES,
                               self.clientId)
         retainRefused = packet.retain and not broker.storeRetained(message)
-        broker.currentSource = self
-        try:
-            delivered = broker.route(message, storeRetained=False)
-        finally:
-            broker.currentSource = None
-        if not qos:
-            return
-        # PUBACK (QoS 1) or PUBREC (QoS 2); v5 adds a reason code when the
-        # retained copy was refused (0x97) or nobody subscribed (0x10).
-        header = 0x40 if qos == 1 else 0x50
-        code = 0
-        if self._v5:
-            if retainRefused:
-                code = 0x97
-            elif not delivered:
-                code = 0x10
-        if qos == 2:
-            session.awaitingRel.add(packetId)
-        if code:
-            self.transport.write(bytes((header, 3)) + packetId.to_bytes(2, "big") + bytes((code,)))
-        else:
-            self.transport.write(bytes((header, 2)) + packetId.to_bytes(2, "big"))
+        found, groups = broker.match(topic)
+        if qos:
+            # PUBACK (QoS 1) or PUBREC (QoS 2) before any copy of the message
+            # goes out, so a client subscribed to its own topic sees the
+            # acknowledgement first.  v5 adds a reason code when the retained
+            # copy was refused (0x97) or nobody subscribed (0x10).
+            code = 0
+            if self._v5:
+                if retainRefused:
+                    code = 0x97
+                elif not found and not groups:
+                    code = 0x10
+            if qos == 2:
+                session.awaitingRel.add(packetId)
+            if code:
+                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + bytes((code,)))
+            else:
+                self.transport.write(bytes((ack, 2)) + packetId.to_bytes(2, "big"))
+        if found or groups:
+            broker.currentSource = self
+            try:
+                broker.deliver(message, found, groups)
+            finally:
+                broker.currentSource = None
 
     # -- acknowledgements from the client ---------------------------------------
 

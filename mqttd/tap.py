@@ -118,6 +118,23 @@ def resolveEndpointPaths(description: str, directory: str) -> str:
     return ":".join(fields)
 
 
+#: The listen backlog for endpoints that take one and were given none
+#: (Twisted's default, 50, drops connections in a reconnect storm).
+DEFAULT_BACKLOG = 1024
+_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def withDefaultBacklog(description: str) -> str:
+    """
+    Add C{backlog=1024} to a C{tcp}, C{tcp6}, C{ssl} or C{unix} endpoint
+    string that does not set one.
+    """
+    args, kwargs = splitEndpoint(description)
+    if args and args[0].lower() in _BACKLOG_TYPES and "backlog" not in kwargs:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
+
 def isLocalEndpoint(description: str) -> bool:
     """
     Whether a server endpoint string only accepts connections from this
@@ -308,7 +325,7 @@ class Options(usage.Options):
         self.endpoints = []
         for description in listen:
             try:
-                endpoint = endpoints.serverFromString(reactor, description)
+                endpoint = endpoints.serverFromString(reactor, withDefaultBacklog(description))
             except (ValueError, KeyError, TypeError) as e:
                 raise _fail(f"invalid listen endpoint {description!r}: {e}") from None
             if not allowAnonymous and not isLocalEndpoint(description):

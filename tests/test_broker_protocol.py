@@ -1581,7 +1581,11 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(bytes(wire), b"\x90\x06\x00\x01\x00\x00\x00\x97")
 
     def test_maxTopicLevelsPublishV5(self) -> None:
-        """v5: a topic with more than max-topic-levels levels gets DISCONNECT 0x90."""
+        """
+        v5: a topic with more than max-topic-levels levels is refused with
+        PUBACK/PUBREC 0x90 (Topic Name invalid) at QoS 1/2 and dropped at
+        QoS 0; the connection stays and nothing is delivered.
+        """
         env = InMemoryBroker(maxTopicLevels=3)
         sub = subscriber(env, "sub", "#")
         client = env.connect("c", protocolLevel=MQTT_5)
@@ -1589,11 +1593,15 @@ class LimitTests(SynchronousTestCase):
         client.publish("a/b/c", b"ok")
         env.flush()
         self.assertEqual(payloads(sub.take()), [b"ok"])
-        client.publish("a/b/c/d", b"deep")
+        client.publish("a/b/c/d", b"deep0")
+        client.publish("a/b/c/d", b"deep1", qos=1, packetId=7)
+        client.publish("a/b/c/d", b"deep2", qos=2, packetId=8)
+        client.ping()
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x90")
-        self.assertTrue(client.closed)
+        self.assertEqual(bytes(wire), bytes.fromhex("40 03 00 07 90 50 03 00 08 90 D0 00"))
+        self.assertFalse(client.closed)
         self.assertEqual(sub.take(), [])
+        self.assertEqual(env.broker.stats()["messagesDropped"], 1)
 
     def test_maxTopicLevelsPublish311(self) -> None:
         """3.1.1: a topic with more than max-topic-levels levels closes the connection."""

@@ -178,6 +178,13 @@ class OptionsTests(SynchronousTestCase):
         self.assertFalse(options["allow-anonymous"])
         self.assertEqual(options.brokerConfig, BrokerConfig())
 
+    def test_defaultBacklog(self) -> None:
+        """TCP and UNIX listeners get a listen backlog of 1024 unless one is given."""
+        options = self.parse("--listen", "tcp:0:interface=127.0.0.1",
+                             "--listen", "tcp:0:interface=127.0.0.1:backlog=7")
+        backlogs = [endpoint._backlog for _, endpoint in options.endpoints]
+        self.assertEqual(backlogs, [1024, 7])
+
     def test_listenRepeatableReplacesDefault(self) -> None:
         """Each --listen adds a listener, in order, and the default is gone."""
         options = self.parse(
@@ -637,8 +644,9 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertEqual(len(fits), limit)
         client.send(fits)
         delivered = publishPacket(topic, b"x" * (limit - overhead), 0, level=5)
+        # The PUBACK goes out before the client's own copy (catalogue FR-10).
         self.assertEqual(
-            client.recvExactly(4 + len(delivered)), delivered + bytes.fromhex("40 02 00 02")
+            client.recvExactly(4 + len(delivered)), bytes.fromhex("40 02 00 02") + delivered
         )
         tooBig = publishPacket(topic, b"x" * (limit - overhead + 1), 1, packetId=3, level=5)
         self.assertEqual(len(tooBig), limit + 1)
