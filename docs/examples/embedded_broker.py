@@ -58,7 +58,7 @@ async def main(reactor):
     # 5. In-process publish: network subscribers get it.
     broker.publish("commands/heater", b"on", qos=1)
     await waitFor(reactor, lambda: any(isinstance(p, Publish) for p in client.received))
-    command = [p for p in client.received if isinstance(p, Publish)][0]
+    command = next(p for p in client.received if isinstance(p, Publish))
     print(f"client received {command.topic} = {command.payload.decode()}")
 
     # 6. Introspection.
