@@ -133,6 +133,7 @@ class MQTTServerProtocol(Protocol):
         self._v5 = False
         self._level = 4
         self._closing = False
+        self._dropped = False
         self._draining = False
         self._readPauses: set[str] = set()
         self._writable = True
@@ -252,7 +253,17 @@ class MQTTServerProtocol(Protocol):
         self._dropConnection()
 
     def _dropConnection(self) -> None:
+        """
+        Close the transport once (after flushing what was written; aborted
+        if the peer does not take it within L{CLOSE_TIMEOUT}).
+        """
         self._closing = True
+        if self._dropped:
+            return
+        self._dropped = True
+        connectTimer = self._timers.pop("connect", None)
+        if connectTimer is not None and connectTimer.active():
+            connectTimer.cancel()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self._state != _CLOSED:

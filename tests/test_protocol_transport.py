@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttd.broker import Broker
@@ -233,3 +233,27 @@ class ContainmentTests(SynchronousTestCase):
         for i in range(0, len(garbage), 7):
             protocol.dataReceived(garbage[i : i + 7])
         self.assertIsInstance(transport.value(), bytes)
+
+
+class RefusalTests(SynchronousTestCase):
+    def test_refusedConnectClosesOnce(self) -> None:
+        """
+        A refused CONNECT closes the connection once: the connect timer is
+        cancelled and only the abort timer (for a peer that never reads)
+        remains until the connection is gone.
+        """
+        harness = Harness(connectTimeout=5.0)
+        protocol = harness.factory.buildProtocol(None)
+        assert protocol is not None
+        # A plain StringTransport: the connection does not go away by itself,
+        # as with a peer that never reads.
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(bytes.fromhex("10 0C 00 04 4D 51 54 54 04 00 00 0A 00 00"))
+        self.assertEqual(transport.value(), bytes.fromhex("20 02 00 02"))
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(transport.producer)
+        [abort] = harness.clock.getDelayedCalls()
+        harness.clock.advance(60)
+        self.assertFalse(abort.active())
+        self.assertEqual(harness.clock.getDelayedCalls(), [])
