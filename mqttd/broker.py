@@ -108,7 +108,12 @@ class LocalSubscription:
         self.active = True
 
     def deliver(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None:
         """
         Hand a message to the callback; an exception is logged, never
@@ -189,6 +194,8 @@ class Broker(Service):
         validateTopicName(topic, self.config.maxTopicLevels)
         if qos not in (0, 1, 2):
             raise ValueError(f"invalid QoS {qos}")
+        if not self.config.retainAvailable:
+            retain = False
         self.counters.messagesIn += 1
         return self.route(self.makeMessage(topic, bytes(payload), qos, retain,
                                            properties or NO_PROPERTIES, None))
@@ -243,17 +250,25 @@ class Broker(Service):
             )
         return result
 
-    def kick(self, clientId: str, reasonCode: int = 0x98) -> bool:
+    def kick(
+        self, clientId: str, reasonCode: int = 0x98, serverReference: str | None = None
+    ) -> bool:
         """
         Disconnect a client (v5 clients get DISCONNECT with C{reasonCode},
         by default 0x98 Administrative action).  Its will is published.
+
+        To redirect a v5 client, use C{reasonCode} 0x9C (Use another server)
+        or 0x9D (Server moved) with a C{serverReference}.
 
         @return: whether the client was connected.
         """
         protocol = self.connections.get(clientId)
         if protocol is None:
             return False
-        protocol.closeWith(reasonCode, "kicked by the broker's owner")
+        reason = "kicked by the broker's owner"
+        if serverReference is not None:
+            reason = f"redirected to {serverReference}"
+        protocol.closeWith(reasonCode, reason, serverReference=serverReference)
         return True
 
     def stats(self) -> dict[str, int]:
@@ -399,30 +414,64 @@ class Broker(Service):
                 count += 1
         return count
 
-    def _deliverShared(self, group: SharedGroup, message: Message) -> bool:
+    def _deliverShared(
+        self, group: SharedGroup, message: Message, exclude: Any = None
+    ) -> bool:
         """
-        Give a message to one member of a shared subscription group:
-        round-robin over connected members, else the next member's session.
+        Give a message to exactly one member of a shared subscription group
+        (MQTT 5.0 section 4.8.2): round-robin over the members that are
+        connected.  With none connected, a QoS 1/2 message waits in the
+        group's queue (bounded by max-queued-messages) for the next member
+        to connect; QoS 0 is dropped.
+
+        @param exclude: a member not to choose (one whose session is ending).
+        @return: whether it was delivered or queued.
         """
-        members = list(group.members.items())
-        if not members:
-            return False
-        start = group.cursor % len(members)
-        chosen = None
-        for offset in range(len(members)):
-            target, opts = members[(start + offset) % len(members)]
-            if getattr(target, "connection", True) is not None:
-                chosen = (target, opts)
-                group.cursor = start + offset + 1
-                break
-        if chosen is None:
-            chosen = members[start]
-            group.cursor = start + 1
-        chosenTarget: Any = chosen[0]
-        opts = chosen[1]
-        chosenTarget.deliver(message, min(opts.qos, message.qos),
-                       message.retain and opts.retainAsPublished, opts.subscriptionIds)
-        return True
+        members: list[tuple[Any, Any]] = list(group.members.items())
+        count = len(members)
+        if count:
+            start = group.cursor % count
+            for offset in range(count):
+                target, opts = members[(start + offset) % count]
+                # A LocalSubscription has no connection: it is always there.
+                if target is not exclude and getattr(target, "connection", True) is not None:
+                    group.cursor = start + offset + 1
+                    target.deliver(
+                        message,
+                        opts.qos if opts.qos < message.qos else message.qos,
+                        message.retain and opts.retainAsPublished,
+                        opts.subscriptionIds,
+                        group,
+                    )
+                    return True
+        if message.qos and len(group.queue) < self.config.maxQueuedMessages:
+            group.queue.append(message)
+            return True
+        self.counters.messagesDropped += 1
+        return False
+
+    def drainSharedQueues(self, session: Session) -> None:
+        """
+        Give a session that just connected (or subscribed) the messages its
+        shared subscription groups kept while no member was connected.
+        """
+        for options in list(session.subscriptions.values()):
+            if options.group is None:
+                continue
+            group = self._trie.sharedGroup(options.topicFilter, options.group)
+            if group is None:
+                continue
+            while group.queue and session.connection is not None:
+                message = group.queue.popleft()
+                if message.expiresAt is not None and message.expiresAt <= self.clock.seconds():
+                    continue
+                session.deliver(
+                    message,
+                    options.qos if options.qos < message.qos else message.qos,
+                    message.retain and options.retainAsPublished,
+                    options.subscriptionIds,
+                    group,
+                )
 
     def storeRetained(self, message: Message) -> bool:
         """
@@ -531,7 +580,9 @@ class Broker(Service):
                 session.expiryCall.cancel()
             session.expiryCall = None
             if cleanStart:
-                session.clear(self._trie)
+                # The old session ends here: what it held through shared
+                # subscriptions goes to other members.
+                self.endSession(session)
                 session = None
         present = session is not None
         if session is None:
@@ -619,11 +670,17 @@ class Broker(Service):
 
     def endSession(self, session: Session) -> None:
         """
-        Discard a session: its subscriptions and queued messages.
+        Discard a session: its subscriptions and queued messages.  Messages
+        it held through shared subscriptions (queued, or sent and not
+        acknowledged) go to another member of their group.
         """
         if self.sessions.get(session.clientId) is session:
             del self.sessions[session.clientId]
+        held = session.sharedDeliveries()
         session.clear(self._trie)
+        for message, group in held:
+            if message.expiresAt is None or message.expiresAt > self.clock.seconds():
+                self._deliverShared(group, message, exclude=session)
 
     def publishWill(self, clientId: str, will: Will) -> None:
         """
@@ -633,8 +690,8 @@ class Broker(Service):
         props = will.properties
         if props and PropertyId.WILL_DELAY_INTERVAL in props:
             props = {k: v for k, v in props.items() if k != PropertyId.WILL_DELAY_INTERVAL}
-        self.route(self.makeMessage(will.topic, will.payload, will.qos, will.retain,
-                                    props, clientId))
+        retain = will.retain and self.config.retainAvailable
+        self.route(self.makeMessage(will.topic, will.payload, will.qos, retain, props, clientId))
 
     def validateWillTopic(self, topic: str) -> None:
         """

@@ -42,8 +42,9 @@ class OptionSpec:
 
     @ivar name: the kebab-case option and TOML key.
     @ivar attribute: the L{BrokerConfig} attribute.
-    @ivar kind: C{int}, C{size} (bytes, with k/M/G suffixes), C{seconds} or
-        C{flag}.
+    @ivar kind: C{int}, C{size} (bytes, with k/M/G suffixes), C{seconds},
+        C{flag} (an option without value that turns something on), C{bool}
+        (C{yes}/C{no}) or C{text}.
     @ivar minimum: the smallest accepted value.
     @ivar maximum: the largest accepted value (or L{None}).
     @ivar help: one line for C{--help} and the docs.
@@ -83,6 +84,16 @@ class BrokerConfig:
     maxRetainedMessages: int = 100_000
     topicAliasMaximum: int = 10
     allowControlCharacters: bool = False
+    maximumQos: int = 2
+    retainAvailable: bool = True
+    wildcardSubscriptions: bool = True
+    sharedSubscriptions: bool = True
+    subscriptionIdentifiers: bool = True
+    maxSessionExpiry: int = 0xFFFFFFFF
+    reasonStrings: bool = True
+    responseInformation: str = ""
+    redirectTo: str = ""
+    movedTo: str = ""
 
     def replace(self, **changes: Any) -> BrokerConfig:
         """
@@ -102,9 +113,11 @@ class BrokerConfig:
 
         @raise ValueError: naming the first option out of range.
         """
+        if self.redirectTo and self.movedTo:
+            raise ValueError("redirect-to and moved-to cannot both be set")
         for spec in OPTIONS:
             value = getattr(self, spec.attribute)
-            if spec.kind == "flag":
+            if spec.kind in _NOT_NUMBERS:
                 continue
             if value < spec.minimum or (spec.maximum is not None and value > spec.maximum):
                 raise ValueError(f"{spec.name} {_bounds(spec)}, not {value}")
@@ -165,7 +178,45 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("allow-control-characters", "allowControlCharacters", "flag", 0, 1,
                "Accept control characters and non-characters in strings (U+0000 never).",
                "(mosquitto accepts them)"),
+    OptionSpec("maximum-qos", "maximumQos", "int", 0, 2,
+               "Highest QoS accepted from publishers and granted to subscriptions.",
+               "max_qos"),
+    OptionSpec("retain-available", "retainAvailable", "bool", 0, 1,
+               "Whether retained messages are supported (yes/no).",
+               "retain_available"),
+    OptionSpec("wildcard-subscriptions", "wildcardSubscriptions", "bool", 0, 1,
+               "Whether filters may contain + and # (yes/no).",
+               "(none)"),
+    OptionSpec("shared-subscriptions", "sharedSubscriptions", "bool", 0, 1,
+               "Whether $share/ subscriptions are supported (yes/no).",
+               "(none)"),
+    OptionSpec("subscription-identifiers", "subscriptionIdentifiers", "bool", 0, 1,
+               "Whether v5 Subscription Identifiers are supported (yes/no).",
+               "(none)"),
+    OptionSpec("max-session-expiry", "maxSessionExpiry", "int", 0, 0xFFFFFFFF,
+               "Longest time, in seconds, a session outlives its connection "
+               "(4294967295: for ever).",
+               "persistent_client_expiration"),
+    OptionSpec("reason-strings", "reasonStrings", "bool", 0, 1,
+               "Send v5 Reason Strings with failure reason codes (yes/no).",
+               "(none)"),
+    OptionSpec("response-information", "responseInformation", "text", 0, None,
+               "v5 Response Information for clients that request it; {clientId} is "
+               "replaced (empty: none).",
+               "(none)"),
+    OptionSpec("redirect-to", "redirectTo", "text", 0, None,
+               "Refuse every client, pointing v5 clients to this server "
+               "(0x9C Use another server).",
+               "(none)"),
+    OptionSpec("moved-to", "movedTo", "text", 0, None,
+               "Refuse every client, telling v5 clients the server moved here "
+               "(0x9D Server moved).",
+               "(none)"),
 )
+
+_NOT_NUMBERS = frozenset({"flag", "bool", "text"})
+_TRUE = frozenset({"yes", "true", "on", "1"})
+_FALSE = frozenset({"no", "false", "off", "0"})
 
 OPTIONS_BY_NAME: Mapping[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
@@ -188,10 +239,20 @@ def parseValue(spec: OptionSpec, value: Any) -> Any:
 
     @raise ValueError: with a one-line message naming the option.
     """
-    if spec.kind == "flag":
+    if spec.kind in ("flag", "bool"):
         if isinstance(value, bool):
             return value
+        if spec.kind == "bool" and isinstance(value, str):
+            if value.lower() in _TRUE:
+                return True
+            if value.lower() in _FALSE:
+                return False
+            raise ValueError(f"must be yes or no, not {value!r}")
         raise ValueError(f"must be true or false, not {value!r}")
+    if spec.kind == "text":
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"must be a string, not {value!r}")
     if isinstance(value, bool):
         raise ValueError(f"must be a number, not {value!r}")
     try:

@@ -121,13 +121,17 @@ class Message:
             return None
         return max(1, int(self.expiresAt - now + 0.999))
 
-    def _propertyBlock(self, subscriptionIds: tuple[int, ...], expiry: int | None) -> bytes:
+    def _propertyBlock(
+        self, subscriptionIds: tuple[int, ...], expiry: int | None, topicAlias: int
+    ) -> bytes:
         props = self.properties
-        if not subscriptionIds and expiry is None and not props:
+        if not subscriptionIds and expiry is None and not props and not topicAlias:
             return b"\x00"
         body = encodePropertyBody(props) if props else b""
         if expiry is not None:
             body = bytes((PropertyId.MESSAGE_EXPIRY_INTERVAL,)) + expiry.to_bytes(4, "big") + body
+        if topicAlias:
+            body += bytes((PropertyId.TOPIC_ALIAS,)) + topicAlias.to_bytes(2, "big")
         for sid in subscriptionIds:
             body += bytes((PropertyId.SUBSCRIPTION_IDENTIFIER,)) + encodeVarint(sid)
         return encodeVarint(len(body)) + body
@@ -140,18 +144,22 @@ class Message:
         subscriptionIds: tuple[int, ...] = (),
         now: float | None = None,
         dup: bool = False,
+        topicAlias: int = 0,
+        omitTopic: bool = False,
     ) -> tuple[bytes, bytes]:
         """
         Encode the message as a PUBLISH for one delivery, in two parts:
         a QoS 1 or 2 PUBLISH is C{prefix + packetId + suffix}, a QoS 0 one
         C{prefix + suffix}.  Results that do not depend on the subscriber
         (no subscription identifiers, no expiry, no DUP) are cached, so a
-        fan-out encodes once per (level, QoS, retain).
+        fan-out encodes once per (level, QoS, retain, topic alias).
 
         @param now: the clock's time, needed if the message expires.
+        @param topicAlias: a v5 Topic Alias to send (0: none).
+        @param omitTopic: send an empty topic name (the alias stands for it).
         """
         cacheable = not subscriptionIds and self.expiresAt is None and not dup
-        key = (level << 3) | (qos << 1) | retain
+        key = (level << 3) | (qos << 1) | retain | (topicAlias << 9) | (omitTopic << 8)
         if cacheable:
             cache = self._cache
             if cache is None:
@@ -160,12 +168,12 @@ class Message:
                 cached: tuple[bytes, bytes] | None = cache.get(key)
                 if cached is not None:
                     return cached
-        topic = self._topicBytes
+        topic = b"" if omitTopic else self._topicBytes
         if level == MQTT_5:
             expiry = None
             if self.expiresAt is not None:
                 expiry = self.remainingExpiry(now if now is not None else 0.0)
-            suffix = self._propertyBlock(subscriptionIds, expiry) + self.payload
+            suffix = self._propertyBlock(subscriptionIds, expiry, topicAlias) + self.payload
         else:
             suffix = self.payload
         remaining = 2 + len(topic) + (2 if qos else 0) + len(suffix)

@@ -21,10 +21,9 @@ its unsent bytes pass the outbound buffer limit it is disconnected (v5
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.cred.credentials import Anonymous, ICredentials, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
@@ -34,6 +33,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mqttd.auth import (
+    AuthContinue,
+    AuthFailure,
+    AuthSuccess,
+    UnauthenticatedClient,
+    credentialsFromConnect,
+)
 from mqttd.codec import (
     MQTT_3_1,
     MQTT_5,
@@ -43,6 +49,7 @@ from mqttd.codec import (
     Connect,
     Decoder,
     Disconnect,
+    Packet,
     Pingreq,
     ProtocolError,
     Puback,
@@ -58,10 +65,11 @@ from mqttd.codec import (
     Will,
     encode,
 )
-from mqttd.codec.properties import NO_PROPERTIES, PropertyId
-from mqttd.interfaces import IMQTTClient
+from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
+from mqttd.codec.reasons import DISCONNECT_REASONS
+from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
 from mqttd.message import Message
-from mqttd.session import NEVER_EXPIRES, InflightEntry, Session, SubscriptionOptions
+from mqttd.session import InflightEntry, Session, SubscriptionOptions
 from mqttd.topics import InvalidTopic
 
 if TYPE_CHECKING:
@@ -85,20 +93,18 @@ _AUTHENTICATING = 1
 _CONNECTED = 2
 _CLOSED = 3
 
-_V3_CONNACK_FOR_V5 = {0x85: 0x02, 0x86: 0x04, 0x87: 0x05, 0x88: 0x03, 0x89: 0x03, 0x8C: 0x05}
+# The 3.1.x CONNACK return code for a v5 refusal reason code.
+_V3_CONNACK_FOR_V5 = {
+    0x85: 0x02, 0x86: 0x04, 0x87: 0x05, 0x88: 0x03, 0x89: 0x03, 0x8A: 0x05, 0x8C: 0x05,
+    0x9C: 0x03, 0x9D: 0x03,
+}
 
 
-def credentialsFromConnect(packet: Connect) -> ICredentials:
+def _printable(text: str) -> str:
     """
-    The C{twisted.cred} credentials a CONNECT presents: C{UsernamePassword}
-    when it has a user name, C{Anonymous} otherwise.
+    Text safe for a Reason String: printable ASCII (anything else escaped).
     """
-    if packet.username is not None:
-        return UsernamePassword(
-            packet.username.encode("utf-8"),
-            packet.password if packet.password is not None else b"",
-        )
-    return Anonymous()
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text[:200])
 
 
 @implementer(IPushProducer)
@@ -139,7 +145,16 @@ class MQTTServerProtocol(Protocol):
         self._writable = True
         self._sendWindow = config.maxInflight
         self._peerMaxPacket = PROTOCOL_MAX_PACKET_SIZE
+        self._problemInformation = True
         self._aliases: dict[int, str] = {}
+        # Server-to-client topic aliases (v5): the client's maximum, and
+        # topic -> alias for the ones set on this connection.
+        self._outAliasMaximum = 0
+        self._outAliases: dict[str, int] = {}
+        # Enhanced authentication (v5): the method, the conversation under
+        # way, the CONNECT it started from.
+        self._authMethod: str | None = None
+        self._authExchange: Any = None
         self._replays: deque[tuple[Iterator[Message], SubscriptionOptions]] = deque()
         self._throttling: set[MQTTServerProtocol] = set()
         self._throttledBy = 0
@@ -158,8 +173,9 @@ class MQTTServerProtocol(Protocol):
         self._lowWater = (hw // 2, hwBytes // 2)
         # In-flight packet ids still to be resent after a reconnect.
         self._resend: deque[int] = deque()
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Connect: self._onConnect,
+        # Packet handlers by state: only CONNECT first; only AUTH and
+        # DISCONNECT while an enhanced authentication is under way.
+        self._connectedHandlers: dict[type, Callable[[Any], None]] = {
             Publish: self._onPublish,
             Puback: self._onPuback,
             Pubrec: self._onPubrec,
@@ -171,6 +187,12 @@ class MQTTServerProtocol(Protocol):
             Disconnect: self._onDisconnect,
             Auth: self._onAuth,
         }
+        self._authenticatingHandlers: dict[type, Callable[[Any], None]] = dict.fromkeys(
+            self._connectedHandlers, self._notDuringAuthentication
+        )
+        self._authenticatingHandlers[Auth] = self._onAuth
+        self._authenticatingHandlers[Disconnect] = self._onDisconnect
+        self._handlers: dict[type, Callable[[Any], None]] = {Connect: self._onConnect}
 
     # -- connection lifecycle --------------------------------------------
 
@@ -235,12 +257,21 @@ class MQTTServerProtocol(Protocol):
         self._closeReason = reason
 
     def closeWith(
-        self, reasonCode: int | None, reason: str, publishWill: bool = True
+        self,
+        reasonCode: int | None,
+        reason: str,
+        publishWill: bool = True,
+        serverReference: str | None = None,
+        reasonString: str | None = None,
     ) -> None:
         """
         Close the connection: a v5 client that got its CONNACK is sent
-        DISCONNECT with C{reasonCode} first.  The will is published unless
-        C{publishWill} is false or the client disconnected normally.
+        DISCONNECT with C{reasonCode} first (with C{reasonString}, or else
+        C{reason}, as Reason String, and an optional Server Reference).  The
+        will is published unless C{publishWill} is false or the client
+        disconnected normally.
+
+        @param reason: why, for the log.
         """
         if self._closing:
             return
@@ -249,8 +280,41 @@ class MQTTServerProtocol(Protocol):
         if not publishWill:
             self._cleanDisconnect = True
         if self._state == _CONNECTED and self._v5 and reasonCode is not None:
-            self.transport.write(encode(Disconnect(reasonCode), MQTT_5))
+            if reasonCode not in DISCONNECT_REASONS:
+                # E.g. an authenticator's 0x86 after a re-authentication:
+                # DISCONNECT cannot carry it.
+                reasonCode = 0x87
+            extra: dict[int, Any] | None = (
+                {PropertyId.SERVER_REFERENCE: serverReference} if serverReference else None
+            )
+            self.transport.write(self._encodeReply(
+                lambda props: Disconnect(reasonCode, props), reasonString or reason, extra
+            ))
         self._dropConnection()
+
+    def _encodeReply(
+        self,
+        build: Callable[[Properties], Packet],
+        reason: str,
+        extra: Mapping[int, Any] | None = None,
+    ) -> bytes:
+        """
+        Encode a reply that reports a problem: with C{reason} as v5 Reason
+        String if the broker sends them (reason-strings), the client did not
+        set Request Problem Information to 0, and the packet stays within
+        the client's Maximum Packet Size [MQTT-3.1.2-25]; without it
+        otherwise.
+
+        @param build: makes the packet from its properties.
+        @param extra: properties sent in any case (e.g. Server Reference).
+        """
+        base: Mapping[int, Any] = extra if extra else NO_PROPERTIES
+        if self._v5 and self._problemInformation and self._config.reasonStrings and reason:
+            props = {PropertyId.REASON_STRING: _printable(reason), **base}
+            data = encode(build(props), self._level)
+            if len(data) <= self._peerMaxPacket:
+                return data
+        return encode(build(base), self._level)
 
     def _dropConnection(self) -> None:
         """
@@ -313,7 +377,6 @@ class MQTTServerProtocol(Protocol):
             return
         self._draining = True
         decoder = self._decoder
-        handlers = self._handlers
         handled = False
         try:
             while True:
@@ -321,7 +384,7 @@ class MQTTServerProtocol(Protocol):
                 if packet is None:
                     break
                 handled = True
-                handlers[type(packet)](packet)
+                self._handlers[type(packet)](packet)
                 if self._readPauses or self._closing:
                     break
         except ProtocolError as e:
@@ -340,6 +403,10 @@ class MQTTServerProtocol(Protocol):
         """
         if self._closing:
             return
+        if self._state == _AUTHENTICATING:
+            # Before CONNACK: a v5 client is refused with the reason code.
+            self._refuse(error.reasonCode, str(error))
+            return
         if self._state == _AWAITING_CONNECT:
             if isinstance(error, UnsupportedProtocolVersion):
                 # [MQTT-3.1.2-2]: CONNACK return code 1, then close.
@@ -353,7 +420,7 @@ class MQTTServerProtocol(Protocol):
             log.info("connection from {peer} refused: {error}", peer=self.peerDescription(),
                      error=str(error))
             return
-        self.closeWith(error.reasonCode, f"protocol error: {error}")
+        self.closeWith(error.reasonCode, f"protocol error: {error}", reasonString=str(error))
 
     def _pauseReading(self, reason: str) -> None:
         if not self._readPauses and not self._closing:
@@ -388,13 +455,24 @@ class MQTTServerProtocol(Protocol):
 
     # -- CONNECT ----------------------------------------------------------
 
-    def _refuse(self, v5code: int, reason: str, v3code: int | None = None) -> None:
+    def _refuse(
+        self,
+        v5code: int,
+        reason: str,
+        v3code: int | None = None,
+        serverReference: str | None = None,
+    ) -> None:
         """
         Refuse a CONNECT: CONNACK with a failure code, then close; nothing
         sent after the CONNECT is processed [MQTT-3.1.4-5].
         """
         if self._v5:
-            self.transport.write(encode(Connack(False, v5code), MQTT_5))
+            extra: dict[int, Any] | None = (
+                {PropertyId.SERVER_REFERENCE: serverReference} if serverReference else None
+            )
+            self.transport.write(self._encodeReply(
+                lambda props: Connack(False, v5code, props), reason, extra
+            ))
         else:
             code = v3code if v3code is not None else _V3_CONNACK_FOR_V5.get(v5code, 0x03)
             self.transport.write(bytes((0x20, 0x02, 0x00, code)))
@@ -411,7 +489,17 @@ class MQTTServerProtocol(Protocol):
         config = self._config
         clientId = packet.clientId
         props = packet.properties
+        if v5:
+            self._problemInformation = bool(
+                props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1)
+            )
+            self._peerMaxPacket = props.get(PropertyId.MAXIMUM_PACKET_SIZE,
+                                            PROTOCOL_MAX_PACKET_SIZE)
         self._assigned = False
+        if config.redirectTo or config.movedTo:
+            if config.redirectTo:
+                return self._refuse(0x9C, "use another server", 0x03, config.redirectTo)
+            return self._refuse(0x9D, "server moved", 0x03, config.movedTo)
         if level == MQTT_3_1 and not 1 <= len(clientId) <= 23:
             return self._refuse(0x85, "MQTT 3.1 client id must have 1 to 23 characters", 0x02)
         if not clientId:
@@ -430,26 +518,48 @@ class MQTTServerProtocol(Protocol):
                 return self._refuse(0x85, f"keep-alive {keepAlive} above max-keepalive", 0x02)
             keepAlive = self._serverKeepAlive = config.maxKeepalive
         self._keepAlive = keepAlive
-        if packet.will is not None:
+        will = packet.will
+        if will is not None:
+            problem = None
             try:
-                self.broker.validateWillTopic(packet.will.topic)
+                self.broker.validateWillTopic(will.topic)
             except InvalidTopic as e:
+                problem = (0x90, f"invalid will topic: {e}")
+            if will.qos > config.maximumQos:
+                problem = (0x9B, f"will QoS {will.qos} above the maximum QoS")
+            elif will.retain and not config.retainAvailable and v5:
+                # [MQTT-3.2.2-13]; a 3.1.x will is kept without retain.
+                problem = (0x9A, "retained messages are not supported")
+            if problem is not None:
                 if v5:
-                    return self._refuse(0x90, f"invalid will topic: {e}")
-                self._closeReason = f"invalid will topic: {e}"
+                    return self._refuse(*problem)
+                self._closeReason = problem[1]
                 self._cleanDisconnect = True
                 return self._dropConnection()
+        self._sessionExpiry: int | None = None
         if v5:
-            if PropertyId.AUTHENTICATION_METHOD in props:
-                return self._refuse(0x8C, "unsupported authentication method")
             self._sendWindow = props.get(PropertyId.RECEIVE_MAXIMUM, 65535)
-            self._peerMaxPacket = props.get(PropertyId.MAXIMUM_PACKET_SIZE,
-                                            PROTOCOL_MAX_PACKET_SIZE)
-            self._connectExpiry = props.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0)
+            self._outAliasMaximum = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
+            expiry = props.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0)
+            if expiry > config.maxSessionExpiry:
+                # Tell the client the interval the broker uses.
+                expiry = self._sessionExpiry = config.maxSessionExpiry
+            self._connectExpiry = expiry
         else:
-            self._connectExpiry = 0 if packet.cleanStart else NEVER_EXPIRES
+            self._connectExpiry = 0 if packet.cleanStart else config.maxSessionExpiry
         self._connectPacket = packet
         self._state = _AUTHENTICATING
+        self._handlers = self._authenticatingHandlers
+        method = props.get(PropertyId.AUTHENTICATION_METHOD) if v5 else None
+        if method is not None:
+            authenticator = self.factory.enhancedAuthenticators.get(method)
+            if authenticator is None:
+                return self._refuse(0x8C, f"unsupported authentication method {method!r}")
+            self._authMethod = method
+            self._startAuthExchange(
+                authenticator, props.get(PropertyId.AUTHENTICATION_DATA), reauthentication=False
+            )
+            return
         self._pauseReading(_AUTH)
         try:
             result = self.factory.authenticate(packet, self)
@@ -473,42 +583,184 @@ class MQTTServerProtocol(Protocol):
                         clientId=self.clientId)
             self._refuse(0x87, "authentication error")
 
-    def _authenticated(self, identity: Any) -> None:
+    def _authenticated(self, identity: Any, authenticationData: bytes | None = None) -> None:
         if self._closing:
             return
         if identity is None:
             return self._refuse(0x87, "not authorized")
         try:
-            self._completeConnect(identity)
+            self._completeConnect(identity, authenticationData)
         except Exception:
             log.failure("error completing the CONNECT of {clientId!r}", clientId=self.clientId)
             self.closeWith(0x83, "internal error")
             return
         self._resumeReading(_AUTH)
 
-    def _completeConnect(self, identity: Any) -> None:
-        packet = self._connectPacket
-        del self._connectPacket
+    # -- enhanced authentication (MQTT 5.0 section 4.12) ------------------------
+
+    def _startAuthExchange(
+        self, authenticator: IEnhancedAuthenticator, data: bytes | None, reauthentication: bool
+    ) -> None:
+        try:
+            exchange = authenticator.newExchange(
+                self.clientId, self._connectPacket if not reauthentication else self._connect,
+                reauthentication,
+            )
+        except Exception:
+            log.failure("enhanced authentication of {clientId!r} failed", clientId=self.clientId)
+            self._authStepDone(AuthFailure(0x87, "authentication error"))
+            return
+        self._authExchange = exchange
+        if reauthentication:
+            self._timers["reauthentication"] = self._clock.callLater(
+                self._config.connectTimeout, self._reauthenticationTimedOut
+            )
+        self._authStep(data)
+
+    def _authStep(self, data: bytes | None) -> None:
+        """
+        Ask the authenticator about the client's latest data; reading
+        pauses until it answers, so packets keep their order.
+        """
+        self._pauseReading(_AUTH)
+        try:
+            result = self._authExchange.step(data)
+        except Exception:
+            log.failure("enhanced authentication of {clientId!r} failed", clientId=self.clientId)
+            result = AuthFailure(0x87, "authentication error")
+        if isinstance(result, Deferred):
+            result.addCallbacks(self._authStepDone, self._authStepFailed)
+        else:
+            self._authStepDone(result)
+
+    def _authStepFailed(self, failure: Failure) -> None:
+        log.failure("enhanced authentication of {clientId!r} failed", failure,
+                    clientId=self.clientId)
+        self._authStepDone(AuthFailure(0x87, "authentication error"))
+
+    def _authStepDone(self, result: Any) -> None:
+        if self._closing:
+            return
+        reauthentication = self._state == _CONNECTED
+        method = self._authMethod
+        if isinstance(result, AuthContinue):
+            props: dict[int, Any] = {PropertyId.AUTHENTICATION_METHOD: method}
+            if result.data:
+                props[PropertyId.AUTHENTICATION_DATA] = result.data
+            self.transport.write(encode(Auth(0x18, props), MQTT_5))
+            self._resumeReading(_AUTH)
+            return
+        self._authExchange = None
+        timer = self._timers.pop("reauthentication", None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if isinstance(result, AuthSuccess) and result.identity is not None:
+            if not reauthentication:
+                self._authenticated(result.identity, result.data)
+                return
+            self.identity = result.identity
+            if self.session is not None:
+                self.session.identity = result.identity
+            done: dict[int, Any] = {PropertyId.AUTHENTICATION_METHOD: method}
+            if result.data:
+                done[PropertyId.AUTHENTICATION_DATA] = result.data
+            self.transport.write(encode(Auth(0x00, done), MQTT_5))
+            self._resumeReading(_AUTH)
+            return
+        if not isinstance(result, AuthFailure):
+            log.error("enhanced authentication of {clientId!r}: {result!r} is not an answer",
+                      clientId=self.clientId, result=result)
+            result = AuthFailure(0x87, "authentication error")
+        if reauthentication:
+            self.closeWith(result.reasonCode, result.reason)
+        else:
+            self._refuse(result.reasonCode, result.reason)
+
+    def _reauthenticationTimedOut(self) -> None:
+        self._timers.pop("reauthentication", None)
+        self.closeWith(0x87, "re-authentication timeout")
+
+    def _notDuringAuthentication(self, packet: Any) -> None:
+        # [MQTT-4.12.0-?]: until CONNACK only AUTH and DISCONNECT may follow
+        # a CONNECT with an Authentication Method.
+        raise ProtocolError(f"{type(packet).__name__} before the authentication completed")
+
+    def _onAuth(self, packet: Auth) -> None:
+        if self._authMethod is None:
+            # The CONNECT carried no Authentication Method (section 4.12).
+            raise ProtocolError("AUTH without an authentication method")
+        props = packet.properties
+        if props.get(PropertyId.AUTHENTICATION_METHOD) != self._authMethod:
+            raise ProtocolError("AUTH with another authentication method")
+        data = props.get(PropertyId.AUTHENTICATION_DATA)
+        if packet.reasonCode == 0x18 and self._authExchange is not None:
+            self._authStep(data)
+        elif packet.reasonCode == 0x19 and self._state == _CONNECTED and (
+            self._authExchange is None
+        ):
+            authenticator = self.factory.enhancedAuthenticators[self._authMethod]
+            self._startAuthExchange(authenticator, data, reauthentication=True)
+        else:
+            raise ProtocolError(f"unexpected AUTH with reason code 0x{packet.reasonCode:02X}")
+
+    # -- CONNACK ------------------------------------------------------------------
+
+    def _connackProperties(
+        self, authenticationData: bytes | None
+    ) -> dict[int, Any]:
+        """
+        The v5 CONNACK properties: the server's capabilities that differ
+        from the protocol's defaults, and what the client must be told.
+        """
         config = self._config
-        self.identity = identity
-        v5 = self._v5
         props: dict[int, Any] = {}
-        if v5:
-            if self._assigned:
-                props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.clientId
-            if self._serverKeepAlive is not None:
-                props[PropertyId.SERVER_KEEP_ALIVE] = self._serverKeepAlive
-            if config.receiveMaximum != 65535:
-                props[PropertyId.RECEIVE_MAXIMUM] = config.receiveMaximum
-            if config.maxPacketSize < PROTOCOL_MAX_PACKET_SIZE:
-                props[PropertyId.MAXIMUM_PACKET_SIZE] = config.maxPacketSize
-            if config.topicAliasMaximum:
-                props[PropertyId.TOPIC_ALIAS_MAXIMUM] = config.topicAliasMaximum
+        if self._assigned:
+            props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.clientId
+        if self._sessionExpiry is not None:
+            props[PropertyId.SESSION_EXPIRY_INTERVAL] = self._sessionExpiry
+        if self._serverKeepAlive is not None:
+            props[PropertyId.SERVER_KEEP_ALIVE] = self._serverKeepAlive
+        if config.receiveMaximum != 65535:
+            props[PropertyId.RECEIVE_MAXIMUM] = config.receiveMaximum
+        if config.maxPacketSize < PROTOCOL_MAX_PACKET_SIZE:
+            props[PropertyId.MAXIMUM_PACKET_SIZE] = config.maxPacketSize
+        if config.topicAliasMaximum:
+            props[PropertyId.TOPIC_ALIAS_MAXIMUM] = config.topicAliasMaximum
+        if config.maximumQos < 2:
+            props[PropertyId.MAXIMUM_QOS] = config.maximumQos
+        if not config.retainAvailable:
+            props[PropertyId.RETAIN_AVAILABLE] = 0
+        if not config.wildcardSubscriptions:
+            props[PropertyId.WILDCARD_SUBSCRIPTION_AVAILABLE] = 0
+        if not config.subscriptionIdentifiers:
+            props[PropertyId.SUBSCRIPTION_IDENTIFIER_AVAILABLE] = 0
+        if not config.sharedSubscriptions:
+            props[PropertyId.SHARED_SUBSCRIPTION_AVAILABLE] = 0
+        connect = self._connectPacket
+        if config.responseInformation and connect.properties.get(
+            PropertyId.REQUEST_RESPONSE_INFORMATION
+        ):
+            props[PropertyId.RESPONSE_INFORMATION] = config.responseInformation.replace(
+                "{clientId}", self.clientId
+            )
+        if self._authMethod is not None:
+            props[PropertyId.AUTHENTICATION_METHOD] = self._authMethod
+            if authenticationData:
+                props[PropertyId.AUTHENTICATION_DATA] = authenticationData
+        return props
+
+    def _completeConnect(self, identity: Any, authenticationData: bytes | None = None) -> None:
+        packet = self._connectPacket
+        self.identity = identity
+        props = self._connackProperties(authenticationData) if self._v5 else {}
         session, present = self.broker.connectClient(
             self, self.clientId, packet.cleanStart, self._connectExpiry, identity
         )
         self.session = session
         self.will = packet.will
+        del self._connectPacket
+        # Kept for re-authentication (without the will, which can be large).
+        self._connect = packet
         connack = encode(Connack(present, 0, props or NO_PROPERTIES), self._level)
         if len(connack) > self._peerMaxPacket:
             # [MQTT-3.1.2-24]: we cannot even send the CONNACK.
@@ -516,6 +768,7 @@ class MQTTServerProtocol(Protocol):
             return
         self.transport.write(connack)
         self._state = _CONNECTED
+        self._handlers = self._connectedHandlers
         timer = self._timers.pop("connect", None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -539,6 +792,7 @@ class MQTTServerProtocol(Protocol):
         # the (new) in-flight window allows; _pump sends them first.
         self._resend.extend(session.inflight)
         self._pump()
+        self.broker.drainSharedQueues(session)
 
     # -- PUBLISH from the client ------------------------------------------------
 
@@ -560,7 +814,15 @@ class MQTTServerProtocol(Protocol):
                     if known is None:
                         raise ProtocolError(f"topic alias {alias} is not set")
                     topic = known
-        tooDeep = topic.count("/") >= self._config.maxTopicLevels
+        config = self._config
+        if qos > config.maximumQos:
+            raise ProtocolError(f"QoS {qos} above the maximum QoS", 0x9B)  # [MQTT-3.2.2-11]
+        retain = packet.retain
+        if retain and not config.retainAvailable:
+            if self._v5:
+                raise ProtocolError("retained messages are not supported", 0x9A)
+            retain = False  # 3.1.x: delivered, not retained
+        tooDeep = topic.count("/") >= config.maxTopicLevels
         if tooDeep and not self._v5:
             raise ProtocolError("topic has more levels than max-topic-levels", 0x90)
         if qos:
@@ -580,37 +842,34 @@ class MQTTServerProtocol(Protocol):
             if tooDeep:
                 # v5: "Topic Name invalid", the message is refused, the
                 # connection stays (a QoS 2 flow ends with this PUBREC).
-                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x90")
+                self._writeAck(ack, packetId, 0x90, "topic has more levels than allowed")
                 return
         elif tooDeep:
             self.broker.counters.messagesDropped += 1
             return
         broker = self.broker
-        broker.counters.messagesIn += 1
         if props:
-            message = broker.makeMessage(
-                topic, packet.payload, qos, packet.retain, props, self.clientId
-            )
+            message = broker.makeMessage(topic, packet.payload, qos, retain, props,
+                                         self.clientId)
         else:
-            message = Message(topic, packet.payload, qos, packet.retain, NO_PROPERTIES,
-                              self.clientId)
-        retainRefused = packet.retain and not broker.storeRetained(message)
+            message = Message(topic, packet.payload, qos, retain, NO_PROPERTIES, self.clientId)
+        if retain and not broker.storeRetained(message):
+            if self._v5 and qos:
+                # max-retained-messages: refused as a whole, so that the
+                # failure code means what it says.
+                self._writeAck(ack, packetId, 0x97, "retained message limit reached")
+                return
+            # 3.1.x, or v5 QoS 0: delivered, not retained.
+        broker.counters.messagesIn += 1
         found, groups = broker.match(topic)
         if qos:
             # PUBACK (QoS 1) or PUBREC (QoS 2) before any copy of the message
             # goes out, so a client subscribed to its own topic sees the
-            # acknowledgement first.  v5 adds a reason code when the retained
-            # copy was refused (0x97) or nobody subscribed (0x10).
-            code = 0
-            if self._v5:
-                if retainRefused:
-                    code = 0x97
-                elif not found and not groups:
-                    code = 0x10
+            # acknowledgement first.  v5 says 0x10 when nobody subscribed.
             if qos == 2:
                 session.awaitingRel.add(packetId)
-            if code:
-                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + bytes((code,)))
+            if self._v5 and not found and not groups:
+                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x10")
             else:
                 self.transport.write(bytes((ack, 2)) + packetId.to_bytes(2, "big"))
         if found or groups:
@@ -619,6 +878,16 @@ class MQTTServerProtocol(Protocol):
                 broker.deliver(message, found, groups)
             finally:
                 broker.currentSource = None
+
+    def _writeAck(self, header: int, packetId: int, code: int, reason: str) -> None:
+        """
+        Write a v5 PUBACK/PUBREC/PUBCOMP with a failure reason code (and a
+        Reason String when the client allows it).
+        """
+        kind = Puback if header == 0x40 else Pubrec if header == 0x50 else Pubcomp
+        self.transport.write(
+            self._encodeReply(lambda props: kind(packetId, code, props), reason)
+        )
 
     # -- acknowledgements from the client ---------------------------------------
 
@@ -667,7 +936,7 @@ class MQTTServerProtocol(Protocol):
             session.awaitingRel.remove(packet.packetId)
         except KeyError:
             if self._v5:
-                self.transport.write(b"\x70\x03" + packet.packetId.to_bytes(2, "big") + b"\x92")
+                self._writeAck(0x70, packet.packetId, 0x92, "unknown packet identifier")
                 return
         self.transport.write(b"\x70\x02" + packet.packetId.to_bytes(2, "big"))
 
@@ -679,49 +948,70 @@ class MQTTServerProtocol(Protocol):
         broker = self.broker
         v5 = self._v5
         level = self.protocolLevel
+        config = self._config
         subscriptionId = None
         if packet.properties:
             ids = packet.properties.get(PropertyId.SUBSCRIPTION_IDENTIFIER)
             if ids:
+                if not config.subscriptionIdentifiers:
+                    raise ProtocolError("subscription identifiers are not supported", 0xA1)
                 subscriptionId = ids[0]
         codes = []
         replays = []
+        problems = []
+        sharedAdded = False
         for request in packet.subscriptions:
             fullFilter = request.topicFilter
+            refusal = None
             try:
                 group, topicFilter = broker.checkFilter(fullFilter)
             except InvalidTopic as e:
+                refusal = (0x8F, f"invalid topic filter: {e}")
+            else:
+                if group is not None and request.noLocal:
+                    # [MQTT-3.8.3-4]
+                    raise ProtocolError("No Local on a shared subscription")
+                existing = session.subscriptions.get(fullFilter)
+                if group is not None and not config.sharedSubscriptions:
+                    refusal = (0x9E, "shared subscriptions are not supported")
+                elif not config.wildcardSubscriptions and (
+                    "+" in topicFilter or "#" in topicFilter
+                ):
+                    refusal = (0xA2, "wildcard subscriptions are not supported")
+                elif existing is None and len(session.subscriptions) >= config.maxSubscriptions:
+                    refusal = (0x97, "too many subscriptions")
+            if refusal is not None:
                 if level == MQTT_3_1:
                     # 3.1 has no failure return code: refuse by closing.
-                    raise ProtocolError(f"invalid topic filter: {e}", 0x8F) from None
-                codes.append(0x8F if v5 else 0x80)
+                    raise ProtocolError(refusal[1], refusal[0])
+                codes.append(refusal[0] if v5 else 0x80)
+                problems.append(refusal[1])
                 continue
-            if group is not None and request.noLocal:
-                raise ProtocolError("No Local on a shared subscription")  # [MQTT-3.8.3-4]
-            existing = session.subscriptions.get(fullFilter)
-            if existing is None and len(session.subscriptions) >= self._config.maxSubscriptions:
-                if level == MQTT_3_1:
-                    raise ProtocolError("too many subscriptions", 0x97)
-                codes.append(0x97 if v5 else 0x80)
-                continue
-            qos = min(request.qos, 2)
+            qos = min(request.qos, config.maximumQos)
             options = SubscriptionOptions(
                 topicFilter, qos, request.noLocal, request.retainAsPublished,
                 request.retainHandling, subscriptionId, group,
             )
             broker.addSubscription(session, fullFilter, options)
             codes.append(qos)
+            sharedAdded = sharedAdded or group is not None
             # Retained messages: not for shared subscriptions; Retain
             # Handling 1 only for a new subscription, 2 never.
             if group is None and (
                 request.retainHandling == 0 or (request.retainHandling == 1 and existing is None)
             ):
                 replays.append(options)
-        self.transport.write(encode(Suback(packet.packetId, tuple(codes)), self._level))
+        suback = self._encodeReply(
+            lambda props: Suback(packet.packetId, tuple(codes), props), "; ".join(problems)
+        )
+        if not self._writeLimited(suback, "SUBACK"):
+            return
         if replays:
             for options in replays:
                 self._replays.append((broker.iterRetained(options.topicFilter), options))
             self._pump()
+        if sharedAdded:
+            broker.drainSharedQueues(session)
 
     def _onUnsubscribe(self, packet: Unsubscribe) -> None:
         session = self.session
@@ -730,9 +1020,22 @@ class MQTTServerProtocol(Protocol):
         for fullFilter in packet.topicFilters:
             existed = self.broker.removeSubscription(session, fullFilter)
             codes.append(0x00 if existed else 0x11)
-        self.transport.write(
-            encode(Unsuback(packet.packetId, tuple(codes)), self._level)
-        )
+        self._writeLimited(encode(Unsuback(packet.packetId, tuple(codes)), self._level),
+                           "UNSUBACK")
+
+    def _writeLimited(self, data: bytes, what: str) -> bool:
+        """
+        Write a reply whose size depends on the request, unless it exceeds
+        the client's Maximum Packet Size [MQTT-3.1.2-24]: then close the
+        connection (v5 0x95).
+
+        @return: whether it was written.
+        """
+        if len(data) <= self._peerMaxPacket:
+            self.transport.write(data)
+            return True
+        self.closeWith(0x95, f"{what} larger than the client's maximum packet size")
+        return False
 
     # -- PINGREQ, DISCONNECT, AUTH ------------------------------------------------
 
@@ -745,9 +1048,10 @@ class MQTTServerProtocol(Protocol):
             expiry = packet.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL)
             if expiry is not None:
                 if self._connectExpiry == 0 and expiry != 0:
+                    # Section 3.14.2.2.2.
                     raise ProtocolError("session expiry set at DISCONNECT after 0 at CONNECT")
                 if session is not None:
-                    session.expiryInterval = expiry
+                    session.expiryInterval = min(expiry, self._config.maxSessionExpiry)
         # 0x04 "Disconnect with Will Message" keeps the will; anything else
         # from the client discards it [MQTT-3.14.4-3].
         self._cleanDisconnect = not (self._v5 and packet.reasonCode == 0x04)
@@ -756,15 +1060,15 @@ class MQTTServerProtocol(Protocol):
         )
         self._dropConnection()
 
-    def _onAuth(self, packet: Auth) -> None:
-        # No enhanced authentication method is configured, so the CONNECT
-        # carried none and AUTH is a protocol error (section 4.12).
-        raise ProtocolError("AUTH without an authentication method")
-
     # -- delivering messages to the client ------------------------------------
 
     def sendMessage(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None:
         """
         Deliver a message to this client now if its output and in-flight
@@ -780,9 +1084,9 @@ class MQTTServerProtocol(Protocol):
             and not self._resend
             and (not qos or len(session.inflight) < self._sendWindow)
         ):
-            self._write(message, qos, retain, subscriptionIds)
+            self._write(message, qos, retain, subscriptionIds, group)
             return
-        delivery = (message, qos, retain, subscriptionIds)
+        delivery = (message, qos, retain, subscriptionIds, group)
         if self._stalled:
             if not qos:
                 session.dropped += 1
@@ -797,10 +1101,16 @@ class MQTTServerProtocol(Protocol):
             self._congested()
 
     def _write(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None:
         """
-        Write one PUBLISH (assigning a packet id for QoS 1/2).
+        Write one PUBLISH (assigning a packet id for QoS 1/2, and a topic
+        alias when the v5 client accepts them).
         """
         now = None
         if message.expiresAt is not None:
@@ -808,11 +1118,26 @@ class MQTTServerProtocol(Protocol):
             if message.expiresAt <= now:
                 self.broker.counters.messagesDropped += 1
                 return
-        prefix, suffix = message.encodeParts(self._level, qos, retain, subscriptionIds, now)
+        alias = 0
+        known = False
+        if self._outAliasMaximum:
+            # Topic aliases towards the client: the first topics sent get
+            # one (up to the client's Topic Alias Maximum); later PUBLISHes
+            # to them carry the alias and an empty topic name.
+            alias = self._outAliases.get(message.topic, 0)
+            if alias:
+                known = True
+            elif len(self._outAliases) < self._outAliasMaximum:
+                alias = len(self._outAliases) + 1
+        prefix, suffix = message.encodeParts(
+            self._level, qos, retain, subscriptionIds, now, False, alias, known
+        )
         if len(prefix) + len(suffix) + (2 if qos else 0) > self._peerMaxPacket:
             # Too large for this client [MQTT-3.1.2-25]: dropped for it alone.
             self.broker.counters.messagesDropped += 1
             return
+        if alias and not known:
+            self._outAliases[message.topic] = alias
         self.broker.counters.messagesOut += 1
         if not qos:
             self.transport.write(prefix + suffix)
@@ -820,7 +1145,9 @@ class MQTTServerProtocol(Protocol):
         session = self.session
         assert session is not None
         packetId = session.allocatePacketId()
-        session.addInflight(packetId, InflightEntry(message, qos, retain, subscriptionIds))
+        session.addInflight(
+            packetId, InflightEntry(message, qos, retain, subscriptionIds, group)
+        )
         self.transport.write(prefix + packetId.to_bytes(2, "big") + suffix)
 
     def _resendInflight(self, packetId: int, entry: InflightEntry) -> None:
@@ -865,11 +1192,11 @@ class MQTTServerProtocol(Protocol):
                 self._resendInflight(packetId, entry)
                 sent = True
         while queue and not resend and self._writable:
-            message, qos, retain, subscriptionIds = queue[0]
+            message, qos, retain, subscriptionIds, group = queue[0]
             if qos and len(inflight) >= window:
                 break
             session.popQueued()
-            self._write(message, qos, retain, subscriptionIds)
+            self._write(message, qos, retain, subscriptionIds, group)
             sent = True
         while not queue and not resend and self._replays and self._writable:
             iterator, options = self._replays[0]
@@ -880,7 +1207,7 @@ class MQTTServerProtocol(Protocol):
             message = retained
             qos = message.qos if message.qos < options.qos else options.qos
             if qos and len(inflight) >= window:
-                session.forceEnqueue((message, qos, True, options.subscriptionIds))
+                session.forceEnqueue((message, qos, True, options.subscriptionIds, None))
                 break
             self._write(message, qos, True, options.subscriptionIds)
             sent = True
@@ -982,6 +1309,8 @@ class MQTTServerFactory(Factory):
         L{None} for no authentication.
     @ivar allowAnonymous: whether clients without credentials are accepted
         when C{portal} is L{None}.
+    @ivar enhancedAuthenticators: MQTT 5.0 enhanced authentication methods
+        by name (L{IEnhancedAuthenticator} providers).
     """
 
     protocol = MQTTServerProtocol
@@ -993,11 +1322,15 @@ class MQTTServerFactory(Factory):
         portal: Portal | None = None,
         allowAnonymous: bool = True,
         clock: IReactorTime | None = None,
+        enhancedAuthenticators: Iterable[IEnhancedAuthenticator] = (),
     ) -> None:
         self.broker = broker
         self.portal = portal
         self.allowAnonymous = allowAnonymous
         self.clock = clock if clock is not None else broker.clock
+        self.enhancedAuthenticators: dict[str, IEnhancedAuthenticator] = {
+            authenticator.method: authenticator for authenticator in enhancedAuthenticators
+        }
 
     def buildProtocol(self, addr: Any) -> MQTTServerProtocol | None:
         if len(self.broker.protocols) >= self.broker.config.maxConnections:
@@ -1018,19 +1351,7 @@ class MQTTServerFactory(Factory):
         if self.portal is None:
             if not self.allowAnonymous:
                 return None
-            return _UnauthenticatedClient(packet.username)
+            return UnauthenticatedClient(packet.username)
         d = self.portal.login(credentials, protocol, IMQTTClient)
         d.addCallback(lambda result: result[1])
         return d
-
-
-class _UnauthenticatedClient:
-    """
-    The identity of a client on a listener without authentication.
-    """
-
-    def __init__(self, username: str | None) -> None:
-        self.username = username
-
-    def __repr__(self) -> str:
-        return f"<unauthenticated {self.username!r}>"

@@ -77,7 +77,12 @@ class IDeliverySink(Protocol):
     """
 
     def sendMessage(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None: ...
 
 
@@ -86,22 +91,31 @@ class InflightEntry:
     An outbound QoS 1/2 message sent and not yet completely acknowledged.
 
     @ivar released: for QoS 2, whether PUBREC arrived and PUBREL was sent.
+    @ivar group: the shared subscription group it was delivered through, or
+        L{None}.
     """
 
-    __slots__ = ("message", "qos", "retain", "subscriptionIds", "released")
+    __slots__ = ("message", "qos", "retain", "subscriptionIds", "released", "group")
 
     def __init__(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None:
         self.message = message
         self.qos = qos
         self.retain = retain
         self.subscriptionIds = subscriptionIds
         self.released = False
+        self.group = group
 
 
-# A queued delivery: (message, qos, retain flag, subscription identifiers).
-Delivery = tuple[Message, int, bool, tuple[int, ...]]
+# A queued delivery: (message, qos, retain flag, subscription identifiers,
+# shared subscription group or None).
+Delivery = tuple[Message, int, bool, tuple[int, ...], Any]
 
 
 class Session:
@@ -237,6 +251,19 @@ class Session:
         self.queuedBytes -= entry.message.size
         return entry
 
+    def sharedDeliveries(self) -> list[tuple[Message, Any]]:
+        """
+        The messages this session holds through shared subscriptions that
+        another member of the group takes when this session ends, as
+        (message, group), oldest first: queued ones, and QoS 1 ones sent but
+        not acknowledged.  A QoS 2 message already sent stays with this
+        session and ends with it [MQTT-4.8.2-5].
+        """
+        held = [(e.message, e.group) for e in self.inflight.values()
+                if e.group is not None and e.qos == 1]
+        held.extend((d[0], d[4]) for d in self.queue if d[4] is not None and d[1])
+        return held
+
     def clear(self, trie: SubscriptionTrie) -> None:
         """
         End the session: remove its subscriptions from C{trie} and forget
@@ -254,18 +281,25 @@ class Session:
         self.queuedBytes = 0
 
     def deliver(
-        self, message: Message, qos: int, retain: bool, subscriptionIds: tuple[int, ...]
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...],
+        group: Any = None,
     ) -> None:
         """
         Route a message to this session: to its connection if it has one,
-        else into the offline queue (QoS 1/2 only).  The broker installs the
-        queue limits as C{offlineLimits} (messages, bytes).
+        else into the offline queue (QoS 1/2 only; QoS 0 is not queued for
+        offline sessions).
+
+        @param group: the shared subscription group it comes through.
         """
         connection = self.connection
         if connection is not None:
-            connection.sendMessage(message, qos, retain, subscriptionIds)
+            connection.sendMessage(message, qos, retain, subscriptionIds, group)
         elif qos:
-            self.enqueue((message, qos, retain, subscriptionIds), *self.offlineLimits)
+            self.enqueue((message, qos, retain, subscriptionIds, group), *self.offlineLimits)
 
 
 class _NullCounters:

@@ -217,6 +217,10 @@ def _readConfigFile(path: str) -> dict[str, Any]:
 
 def _defaultText(spec: Any) -> str:
     value = getattr(BrokerConfig(), spec.attribute)
+    if spec.kind == "bool":
+        return "yes" if value else "no"
+    if spec.kind == "text":
+        return repr(value) if value else "none"
     if spec.kind == "size" and value >= 1024 and value % 1024 == 0:
         for suffix, factor in (("G", 1024**3), ("M", 1024**2), ("k", 1024)):
             if value % factor == 0:

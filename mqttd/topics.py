@@ -9,6 +9,7 @@ matches in time linear in the topic length for a given set of subscriptions.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -124,15 +125,18 @@ class SharedGroup:
     @ivar topicFilter: the filter the group subscribes to.
     @ivar members: subscriber key -> subscription options, in joining order.
     @ivar cursor: where the broker's round-robin continues.
+    @ivar queue: messages kept while no member is connected (the broker
+        bounds it).
     """
 
-    __slots__ = ("name", "topicFilter", "members", "cursor")
+    __slots__ = ("name", "topicFilter", "members", "cursor", "queue")
 
     def __init__(self, name: str, topicFilter: str) -> None:
         self.name = name
         self.topicFilter = topicFilter
         self.members: dict[Hashable, Any] = {}
         self.cursor = 0
+        self.queue: deque[Any] = deque()
 
     def __repr__(self) -> str:
         return f"<SharedGroup $share/{self.name}/{self.topicFilter} {len(self.members)} members>"
@@ -294,6 +298,19 @@ class SubscriptionTrie:
                         if wild.shared:
                             groups.extend(wild.shared.values())
         return found, groups
+
+    def sharedGroup(self, topicFilter: str, group: str) -> SharedGroup | None:
+        """
+        The shared subscription group C{$share/group/topicFilter}, if it has
+        members.
+        """
+        node = self._root
+        for level in topicFilter.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.shared.get(group) if node.shared else None
 
     def nodeCount(self) -> int:
         """

@@ -6,12 +6,16 @@ retained messages, sessions, limits).
 
 Expected bytes come from the MQTT 3.1/3.1.1/5.0 specifications and from the
 decisions of DESIGN.md section 4 (the bytes mqttd chooses where the
-specification allows several), never from mqttd's own output.  Time is the
-driven clock of L{mqttd.testing.InMemoryBroker}.
+specification allows several), never from mqttd's own output.  v5 failure
+replies carry a Reason String whose wording is free text: they are decoded
+and checked for packet type, reason code and a non-empty Reason String
+(L{assertFailureReply}); the exact bytes are pinned where no text enters.
+Time is the driven clock of L{mqttd.testing.InMemoryBroker}.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,7 +25,9 @@ from mqttd.codec import (
     MQTT_3_1_1,
     MQTT_5,
     Connack,
+    Decoder,
     Disconnect,
+    Packet,
     Pingresp,
     PropertyId,
     Puback,
@@ -167,6 +173,56 @@ def subscriber(
     return client
 
 
+def decodeV5(wire: bytes | bytearray) -> list[Packet]:
+    """
+    Decode what the broker sent to a v5 client, with a client-side decoder
+    (every byte must belong to a complete packet).
+    """
+    decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+    decoder.feed(bytes(wire))
+    packets = []
+    while (packet := decoder.next()) is not None:
+        packets.append(packet)
+    if decoder.buffered:
+        raise AssertionError(f"{decoder.buffered} bytes after the last packet: {bytes(wire)!r}")
+    return packets
+
+
+def assertFailureReply(
+    test: SynchronousTestCase,
+    reply: bytes | bytearray | Packet,
+    packetType: type,
+    reasonCode: int | tuple[int, ...],
+    packetId: int | None = None,
+) -> Any:
+    """
+    Assert that C{reply} (the bytes of exactly one v5 packet, or a decoded
+    packet) is a C{packetType} with C{reasonCode} (the SUBACK's tuple of
+    codes) and, as mqttd sends by default (reason-strings), a Reason String:
+    non-empty printable ASCII.
+
+    @return: the packet.
+    """
+    if isinstance(reply, (bytes, bytearray)):
+        packets = decodeV5(reply)
+        test.assertEqual(len(packets), 1, packets)
+        packet: Any = packets[0]
+    else:
+        packet = reply
+    test.assertIsInstance(packet, packetType)
+    if isinstance(packet, Suback):
+        test.assertEqual(packet.reasonCodes, reasonCode)
+    else:
+        test.assertEqual(packet.reasonCode, reasonCode)
+    if packetId is not None:
+        test.assertEqual(packet.packetId, packetId)
+    text = packet.properties.get(PropertyId.REASON_STRING)
+    test.assertIsInstance(text, str, packet)
+    test.assertTrue(text, packet)
+    test.assertTrue(text.isascii() and text.isprintable(), text)
+    return packet
+
+
 def payloads(packets: list[Any]) -> list[bytes]:
     """
     The payloads of the PUBLISH packets among C{packets}.
@@ -197,6 +253,16 @@ class ConnectTests(SynchronousTestCase):
     def assertRefusedWith(self, data: bytes, expected: bytes, level: int = MQTT_3_1_1) -> None:
         client, wire = self.rawConnect(data, level)
         self.assertEqual(bytes(wire), expected)
+        self.assertTrue(client.closed)
+
+    def assertRefusedV5(self, data: bytes, reasonCode: int) -> None:
+        """
+        A v5 CONNECT refused after parsing: one CONNACK with the failure
+        C{reasonCode} (and a Reason String), then close.
+        """
+        client, wire = self.rawConnect(data, MQTT_5)
+        connack = assertFailureReply(self, wire, Connack, reasonCode)
+        self.assertFalse(connack.sessionPresent)
         self.assertTrue(client.closed)
 
     def test_unsupportedProtocolLevel(self) -> None:
@@ -244,11 +310,9 @@ class ConnectTests(SynchronousTestCase):
         )
 
     def test_v5AuthenticationMethod(self) -> None:
-        """A v5 CONNECT with an Authentication Method gets CONNACK 20 03 00 8C 00."""
-        self.assertRefusedWith(
-            connectBytes(level=MQTT_5, properties=b"\x15" + mqttString(b"SCRAM-SHA-1")),
-            b"\x20\x03\x00\x8c\x00",
-            MQTT_5,
+        """A v5 CONNECT with an unknown Authentication Method gets CONNACK 0x8C, then close."""
+        self.assertRefusedV5(
+            connectBytes(level=MQTT_5, properties=b"\x15" + mqttString(b"SCRAM-SHA-1")), 0x8C
         )
 
     def test_nothingProcessedAfterRefusedConnect(self) -> None:
@@ -257,7 +321,7 @@ class ConnectTests(SynchronousTestCase):
         data = connectBytes(level=MQTT_5, properties=b"\x15" + mqttString(b"X")) + publishBytes(
             b"t", b"sneaky", v5=True
         )
-        self.assertRefusedWith(data, b"\x20\x03\x00\x8c\x00", MQTT_5)
+        self.assertRefusedV5(data, 0x8C)
         self.assertEqual(watcher.take(), [])
         self.assertEqual(self.env.broker.stats()["messagesIn"], 0)
 
@@ -338,7 +402,7 @@ class ConnectTests(SynchronousTestCase):
         wire = record(client)
         client.sendRaw(connectBytes(b"twice", level=MQTT_5))
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(client.closed)
 
     def test_authFromClient(self) -> None:
@@ -347,7 +411,7 @@ class ConnectTests(SynchronousTestCase):
         wire = record(client)
         client.sendRaw(b"\xf0\x02\x18\x00")
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(client.closed)
 
     def test_authFrom311Client(self) -> None:
@@ -403,7 +467,7 @@ class KeepAliveTests(SynchronousTestCase):
         env.advance(14)
         self.assertFalse(client.closed)
         env.advance(1)
-        self.assertEqual(bytes(wire), b"\xe0\x01\x8d")
+        assertFailureReply(self, wire, Disconnect, 0x8D)
         self.assertTrue(client.closed)
         self.assertEqual(payloads(watcher.take()), [b"gone"])
 
@@ -500,7 +564,7 @@ class TakeoverAndWillTests(SynchronousTestCase):
         old = self.env.connect("dup", protocolLevel=MQTT_5)
         wire = record(old)
         new = self.env.connect("dup", protocolLevel=MQTT_5)
-        self.assertEqual(bytes(wire), b"\xe0\x01\x8e")
+        assertFailureReply(self, wire, Disconnect, 0x8E)
         self.assertTrue(old.closed)
         self.assertFalse(new.closed)
 
@@ -775,12 +839,12 @@ class QosFlowTests(SynchronousTestCase):
         self.assertFalse(client.closed)
 
     def test_unknownPubrelV5(self) -> None:
-        """v5: PUBREL for an unknown id gets PUBCOMP 70 03 mid 92 (identifier not found)."""
+        """v5: PUBREL for an unknown id gets PUBCOMP 0x92 (identifier not found)."""
         client = self.env.connect("c", protocolLevel=MQTT_5)
         wire = record(client)
         client.send(Pubrel(9))
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\x70\x03\x00\x09\x92")
+        assertFailureReply(self, wire, Pubcomp, 0x92, packetId=9)
         self.assertFalse(client.closed)
 
     def test_outboundQos2(self) -> None:
@@ -820,25 +884,27 @@ class QosFlowTests(SynchronousTestCase):
     def test_pubrecForQos1(self) -> None:
         """v5: PUBREC for a QoS 1 delivery is a protocol error: DISCONNECT 0x82."""
         sub, wire = self.wrongAck(MQTT_5, 1, [Pubrec])
-        self.assertEqual(wire, b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(sub.closed)
 
     def test_pubcompBeforePubrec(self) -> None:
         """v5: PUBCOMP before PUBREC is a protocol error: DISCONNECT 0x82."""
         sub, wire = self.wrongAck(MQTT_5, 2, [Pubcomp])
-        self.assertEqual(wire, b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(sub.closed)
 
     def test_pubackForQos2(self) -> None:
         """v5: PUBACK for a QoS 2 delivery is a protocol error: DISCONNECT 0x82."""
         sub, wire = self.wrongAck(MQTT_5, 2, [Puback])
-        self.assertEqual(wire, b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(sub.closed)
 
     def test_pubackAfterPubrec(self) -> None:
         """v5: PUBACK for a QoS 2 delivery already released is a protocol error too."""
         sub, wire = self.wrongAck(MQTT_5, 2, [Pubrec, Puback])
-        self.assertTrue(wire.endswith(b"\xe0\x01\x82"))
+        pubrel, disconnect = decodeV5(wire)
+        self.assertIsInstance(pubrel, Pubrel)
+        assertFailureReply(self, disconnect, Disconnect, 0x82)
         self.assertEqual([type(p) for p in sub.take()], [Pubrel, Disconnect])
         self.assertTrue(sub.closed)
 
@@ -1159,7 +1225,7 @@ class SessionTests(SynchronousTestCase):
         wire = record(client)
         client.send(Disconnect(0, {PropertyId.SESSION_EXPIRY_INTERVAL: 60}))
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
         self.assertTrue(client.closed)
         # Not a valid DISCONNECT (section 3.14.2.2.2): the will is not discarded.
         self.assertEqual(payloads(watcher.take()), [b"w"])
@@ -1240,7 +1306,7 @@ class SubscriptionTests(SynchronousTestCase):
     def test_invalidFilterV5(self) -> None:
         """v5: an invalid filter gets reason code 0x8F."""
         client, wire = self.suback(MQTT_5, [("a/#/b", 1)])
-        self.assertEqual(wire, b"\x90\x04\x01\x02\x00\x8f")
+        assertFailureReply(self, wire, Suback, (0x8F,), packetId=0x0102)
         self.assertFalse(client.closed)
 
     def test_invalidFilter31(self) -> None:
@@ -1350,7 +1416,7 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(len(payloads(sub.take())), 1)
         client.sendRaw(publishBytes(b"t", b"x" * 250, v5=True))
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x95")
+        assertFailureReply(self, wire, Disconnect, 0x95)
         self.assertTrue(client.closed)
         self.assertEqual(sub.take(), [])
 
@@ -1374,7 +1440,7 @@ class LimitTests(SynchronousTestCase):
         wire = record(client)
         client.sendRaw(b"\x30\xff\xff\xff\x7f")
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x95")
+        assertFailureReply(self, wire, Disconnect, 0x95)
         self.assertTrue(client.closed)
 
     def test_clientMaximumPacketSize(self) -> None:
@@ -1500,7 +1566,7 @@ class LimitTests(SynchronousTestCase):
         del wire[:]
         client.publish("t", b"x", qos=2, packetId=5)
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x93")
+        assertFailureReply(self, wire, Disconnect, 0x93)
         self.assertTrue(client.closed)
 
     def test_maxAwaitingRel(self) -> None:
@@ -1578,7 +1644,8 @@ class LimitTests(SynchronousTestCase):
             )
         )
         env.flush()
-        self.assertEqual(bytes(wire), b"\x90\x06\x00\x01\x00\x00\x00\x97")
+        assertFailureReply(self, wire, Suback, (0, 0, 0x97), packetId=1)
+        self.assertEqual(env.broker.stats()["subscriptions"], 2)
 
     def test_maxTopicLevelsPublishV5(self) -> None:
         """
@@ -1598,7 +1665,10 @@ class LimitTests(SynchronousTestCase):
         client.publish("a/b/c/d", b"deep2", qos=2, packetId=8)
         client.ping()
         env.flush()
-        self.assertEqual(bytes(wire), bytes.fromhex("40 03 00 07 90 50 03 00 08 90 D0 00"))
+        puback, pubrec, pingresp = decodeV5(wire)
+        assertFailureReply(self, puback, Puback, 0x90, packetId=7)
+        assertFailureReply(self, pubrec, Pubrec, 0x90, packetId=8)
+        self.assertEqual(pingresp, Pingresp())
         self.assertFalse(client.closed)
         self.assertEqual(sub.take(), [])
         self.assertEqual(env.broker.stats()["messagesDropped"], 1)
@@ -1635,7 +1705,7 @@ class LimitTests(SynchronousTestCase):
         env.flush()
         self.assertFalse(sub.closed)
         env.advance(1)
-        self.assertEqual(bytes(wire), b"\xe0\x01\x97")
+        assertFailureReply(self, wire, Disconnect, 0x97)
         self.assertTrue(sub.closed)
         # The publisher is unaffected.
         self.assertEqual(len([p for p in pub.take() if isinstance(p, Puback)]), 6)
@@ -1658,33 +1728,63 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(len(env.broker.sessions["sub"].queue), 0)
 
     def test_maxRetainedMessagesV5(self) -> None:
-        """v5: beyond max-retained-messages a retained QoS 1 gets PUBACK 0x97 but is delivered."""
-        env = InMemoryBroker(maxRetainedMessages=2)
+        """
+        v5: beyond max-retained-messages a retained QoS 1/2 PUBLISH is
+        refused as a whole: PUBACK/PUBREC 0x97 Quota exceeded, not delivered,
+        not retained; the connection stays.
+        """
+        # A sequence of acknowledgements pinned byte for byte: without
+        # Reason Strings (ReasonStringTests covers them).
+        env = InMemoryBroker(maxRetainedMessages=2, reasonStrings=False)
         sub = subscriber(env, "sub", "r/#")
         client = env.connect("c", protocolLevel=MQTT_5)
         wire = record(client)
         client.publish("r/1", b"1", qos=1, retain=True, packetId=1)
         client.publish("r/2", b"2", qos=1, retain=True, packetId=2)
         client.publish("r/3", b"3", qos=1, retain=True, packetId=3)
+        client.publish("r/4", b"4", qos=2, retain=True, packetId=4)
         # Replacing a stored topic does not need a new slot.
-        client.publish("r/1", b"1b", qos=1, retain=True, packetId=4)
+        client.publish("r/1", b"1b", qos=1, retain=True, packetId=5)
         env.flush()
         self.assertEqual(
             bytes(wire),
-            b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x03\x00\x03\x97\x40\x02\x00\x04",
+            b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x03\x00\x03\x97"
+            b"\x50\x03\x00\x04\x97\x40\x02\x00\x05",
         )
-        self.assertEqual(payloads(sub.take()), [b"1", b"2", b"3", b"1b"])
+        self.assertFalse(client.closed)
+        self.assertEqual(payloads(sub.take()), [b"1", b"2", b"1b"])
         self.assertEqual(sorted(m.payload for m in env.broker.retained()), [b"1b", b"2"])
+        # The refused QoS 2 message is not awaiting PUBREL.
+        self.assertEqual(env.broker.sessions["c"].awaitingRel, set())
+
+    def test_maxRetainedMessagesV5Qos0(self) -> None:
+        """v5: beyond max-retained-messages a retained QoS 0 PUBLISH is delivered, not retained."""
+        env = InMemoryBroker(maxRetainedMessages=1)
+        sub = subscriber(env, "sub", "r/#")
+        client = env.connect("c", protocolLevel=MQTT_5)
+        wire = record(client)
+        client.publish("r/1", b"1", retain=True)
+        client.publish("r/2", b"2", retain=True)
+        client.ping()
+        env.flush()
+        self.assertEqual(bytes(wire), b"\xd0\x00")
+        self.assertFalse(client.closed)
+        self.assertEqual(payloads(sub.take()), [b"1", b"2"])
+        self.assertEqual([m.topic for m in env.broker.retained()], ["r/1"])
 
     def test_maxRetainedMessages311(self) -> None:
-        """3.1.1: beyond max-retained-messages the message is acknowledged but not retained."""
+        """3.1.1: beyond max-retained-messages the message is acknowledged, delivered, not retained."""
         env = InMemoryBroker(maxRetainedMessages=1)
+        sub = subscriber(env, "sub", "r/#")
         client = env.connect("c")
         wire = record(client)
         client.publish("r/1", b"1", qos=1, retain=True, packetId=1)
         client.publish("r/2", b"2", qos=1, retain=True, packetId=2)
+        client.publish("r/3", b"3", qos=2, retain=True, packetId=3)
         env.flush()
-        self.assertEqual(bytes(wire), b"\x40\x02\x00\x01\x40\x02\x00\x02")
+        self.assertEqual(bytes(wire), b"\x40\x02\x00\x01\x40\x02\x00\x02\x50\x02\x00\x03")
+        self.assertFalse(client.closed)
+        self.assertEqual(payloads(sub.take()), [b"1", b"2", b"3"])
         self.assertEqual([m.topic for m in env.broker.retained()], ["r/1"])
 
     def test_topicAliasMaximum(self) -> None:
@@ -1702,7 +1802,7 @@ class LimitTests(SynchronousTestCase):
         wire = record(client)
         client.publish("x/z", b"3", properties={PropertyId.TOPIC_ALIAS: 3})
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x94")
+        assertFailureReply(self, wire, Disconnect, 0x94)
         self.assertTrue(client.closed)
         self.assertEqual(sub.take(), [])
 
@@ -1713,7 +1813,8 @@ class LimitTests(SynchronousTestCase):
         wire = record(client)
         client.sendRaw(publishBytes(b"t", b"x", v5=True, properties=b"\x23\x00\x00"))
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x94")
+        assertFailureReply(self, wire, Disconnect, 0x94)
+        self.assertTrue(client.closed)
 
     def test_topicAliasDisabled(self) -> None:
         """v5: with topic-alias-maximum 0 nothing is advertised and any alias gets 0x94."""
@@ -1723,7 +1824,8 @@ class LimitTests(SynchronousTestCase):
         wire = record(client)
         client.publish("t", b"x", properties={PropertyId.TOPIC_ALIAS: 1})
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x94")
+        assertFailureReply(self, wire, Disconnect, 0x94)
+        self.assertTrue(client.closed)
 
     def test_unknownTopicAlias(self) -> None:
         """v5: an empty topic with an alias never set is a Protocol Error (0x82)."""
@@ -1732,7 +1834,8 @@ class LimitTests(SynchronousTestCase):
         wire = record(client)
         client.publish("", b"x", properties={PropertyId.TOPIC_ALIAS: 1})
         env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x82")
+        assertFailureReply(self, wire, Disconnect, 0x82)
+        self.assertTrue(client.closed)
 
     def test_allowControlCharacters(self) -> None:
         """Control characters in a topic close the connection unless allow-control-characters."""
@@ -2105,7 +2208,8 @@ class FlowControlTests(SynchronousTestCase):
         stats = env.broker.stats()
         self.assertEqual(stats["messagesIn"], total)
         self.assertEqual(stats["messagesDropped"], total - len(session.queue))
-        self.assertTrue(all(qos == 1 for _, qos, _, _ in session.queue))
+        # Queue entries: (message, qos, retain, subscriptionIds, group).
+        self.assertTrue(all(entry[1] == 1 for entry in session.queue))
         acked = sum(len(self.pubacks(p)) for p in pubs)
         self.assertEqual(acked, qos1)
         return env
@@ -2298,7 +2402,7 @@ class ContainmentTests(SynchronousTestCase):
         self.assertTrue(bad.closed)
         [disconnect] = [p for p in bad.take() if isinstance(p, Disconnect)]
         self.assertIn(disconnect.reasonCode, (0x80, 0x83))
-        self.assertEqual(bytes(wire), b"\xe0\x01" + bytes((disconnect.reasonCode,)))
+        assertFailureReply(self, wire, Disconnect, disconnect.reasonCode)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         good.publish("t", b"still", qos=1)
         env.flush()
@@ -2366,3 +2470,200 @@ class ConnackTests(SynchronousTestCase):
             (7, 5000, 4),
         )
         self.assertIsInstance(client.connack, Connack)
+
+
+# ---------------------------------------------------------------------------
+# Reason Strings (MQTT 5.0 property 0x1F)
+# ---------------------------------------------------------------------------
+
+
+def reasonStringProperties(text: str) -> bytes:
+    """
+    A property block holding only a Reason String (section 2.2.2, 3.1.2.11).
+    """
+    prop = b"\x1f" + mqttString(text.encode("ascii"))
+    return varint(len(prop)) + prop
+
+
+class ReasonStringTests(SynchronousTestCase):
+    """
+    v5 failure replies carry a Reason String by default (reason-strings),
+    unless the client set Request Problem Information to 0, the broker is
+    configured without them, or the packet would exceed the client's
+    Maximum Packet Size [MQTT-3.1.2-25]; never on 3.1.x.
+
+    Each scenario returns the bytes the broker sent: a takeover (server
+    DISCONNECT 0x8E), a CONNECT with an unknown Authentication Method
+    (CONNACK 0x8C), a topic deeper than max-topic-levels (PUBACK 0x90) and
+    a SUBSCRIBE with an invalid filter next to a valid one (SUBACK 1, 0x8F).
+    """
+
+    def broker(self, **settings: Any) -> InMemoryBroker:
+        return InMemoryBroker(maxTopicLevels=3, **settings)
+
+    def takeover(self, env: InMemoryBroker, level: int = MQTT_5, **connectArgs: Any) -> bytes:
+        old = env.connect("dup", protocolLevel=level, **connectArgs)
+        wire = record(old)
+        env.connect("dup", protocolLevel=level)
+        self.assertTrue(old.closed)
+        return bytes(wire)
+
+    def refusedConnect(self, env: InMemoryBroker, properties: Any = None) -> bytes:
+        client = env.openClient(MQTT_5)
+        wire = record(client)
+        props = {PropertyId.AUTHENTICATION_METHOD: "NO-SUCH-METHOD"}
+        props.update(properties or {})
+        client.connect("c", properties=props)
+        env.flush()
+        self.assertTrue(client.closed)
+        return bytes(wire)
+
+    def refusedPublish(
+        self, env: InMemoryBroker, level: int = MQTT_5, **connectArgs: Any
+    ) -> bytes:
+        sub = subscriber(env, "sub", "#")
+        client = env.connect("pub", protocolLevel=level, **connectArgs)
+        wire = record(client)
+        client.publish("a/b/c/d", b"deep", qos=1, packetId=7)
+        env.flush()
+        self.assertEqual(sub.take(), [])
+        return bytes(wire)
+
+    def refusedFilter(self, env: InMemoryBroker, level: int = MQTT_5, **connectArgs: Any) -> bytes:
+        client = env.connect("s", protocolLevel=level, **connectArgs)
+        wire = record(client)
+        client.send(Subscribe(1, (SubscriptionRequest("ok", 1), SubscriptionRequest("a/#/b"))))
+        env.flush()
+        self.assertFalse(client.closed)
+        self.assertEqual(env.broker.stats()["subscriptions"], 1)
+        return bytes(wire)
+
+    def assertReasonString(
+        self, wire: bytes, packetType: type, reasonCode: Any, head: bytes, tail: bytes = b""
+    ) -> None:
+        """
+        C{wire} is one packet: C{head} (after the fixed header), then a
+        property block with only a non-empty Reason String, then C{tail}.
+        """
+        packet = assertFailureReply(self, wire, packetType, reasonCode)
+        text = packet.properties[PropertyId.REASON_STRING]
+        self.assertEqual(dict(packet.properties), {PropertyId.REASON_STRING: text})
+        body = head + reasonStringProperties(text) + tail
+        self.assertEqual(wire, bytes((wire[0],)) + varint(len(body)) + body)
+
+    def test_onByDefault(self) -> None:
+        """reason-strings is on by default."""
+        self.assertIs(InMemoryBroker().broker.config.reasonStrings, True)
+
+    def test_serverDisconnect(self) -> None:
+        """A server DISCONNECT (takeover, 0x8E) carries a Reason String."""
+        wire = self.takeover(self.broker())
+        self.assertEqual(wire[0], 0xE0)
+        self.assertReasonString(wire, Disconnect, 0x8E, b"\x8e")
+
+    def test_protocolErrorDisconnect(self) -> None:
+        """The Reason String of a protocol-error DISCONNECT is the error, without a prefix."""
+        env = self.broker()
+        client = env.connect("c", protocolLevel=MQTT_5)
+        wire = record(client)
+        client.sendRaw(b"\xf0\x02\x18\x00")
+        env.flush()
+        disconnect = assertFailureReply(self, wire, Disconnect, 0x82)
+        self.assertNotIn("protocol error", disconnect.properties[PropertyId.REASON_STRING].lower())
+        self.assertTrue(client.closed)
+
+    def test_refusedConnack(self) -> None:
+        """A refused CONNACK (unknown Authentication Method, 0x8C) carries a Reason String."""
+        wire = self.refusedConnect(self.broker())
+        self.assertEqual(wire[0], 0x20)
+        self.assertReasonString(wire, Connack, 0x8C, b"\x00\x8c")
+
+    def test_failurePuback(self) -> None:
+        """A PUBACK with a failure code (0x90) carries a Reason String; nothing is delivered."""
+        wire = self.refusedPublish(self.broker())
+        self.assertEqual(wire[0], 0x40)
+        self.assertReasonString(wire, Puback, 0x90, b"\x00\x07\x90")
+
+    def test_failureSuback(self) -> None:
+        """A SUBACK with a failure code carries a Reason String; the other filter is granted."""
+        wire = self.refusedFilter(self.broker())
+        self.assertEqual(wire[0], 0x90)
+        self.assertReasonString(wire, Suback, (1, 0x8F), b"\x00\x01", b"\x01\x8f")
+
+    def test_successfulSubackHasNone(self) -> None:
+        """A SUBACK granting every filter has no Reason String."""
+        env = self.broker()
+        client = env.connect("s", protocolLevel=MQTT_5)
+        wire = record(client)
+        client.subscribe("ok", 1)
+        env.flush()
+        self.assertEqual(bytes(wire), b"\x90\x04\x00\x01\x00\x01")
+
+    def assertCompact(self, make: Callable[[], InMemoryBroker], **connectArgs: Any) -> None:
+        """
+        The four failure replies keep their reason codes but have no
+        properties, each on a broker made by C{make}, the client connecting
+        with C{connectArgs}.
+        """
+        self.assertEqual(self.takeover(make(), **connectArgs), b"\xe0\x01\x8e")
+        self.assertEqual(
+            self.refusedConnect(make(), connectArgs.get("properties")),
+            b"\x20\x03\x00\x8c\x00",
+        )
+        self.assertEqual(self.refusedPublish(make(), **connectArgs), b"\x40\x03\x00\x07\x90")
+        self.assertEqual(
+            self.refusedFilter(make(), **connectArgs), b"\x90\x05\x00\x01\x00\x01\x8f"
+        )
+
+    def test_requestProblemInformationZero(self) -> None:
+        """A client whose CONNECT has Request Problem Information 0 gets none."""
+        self.assertCompact(self.broker, properties={PropertyId.REQUEST_PROBLEM_INFORMATION: 0})
+
+    def test_requestProblemInformationOne(self) -> None:
+        """Request Problem Information 1 (the default, given explicitly) gets them."""
+        wire = self.takeover(self.broker(), properties={PropertyId.REQUEST_PROBLEM_INFORMATION: 1})
+        self.assertReasonString(wire, Disconnect, 0x8E, b"\x8e")
+
+    def test_configuredOff(self) -> None:
+        """With reason-strings off (reasonStrings=False) no reply carries one."""
+        self.assertCompact(lambda: self.broker(reasonStrings=False))
+
+    def test_clientMaximumPacketSize(self) -> None:
+        """
+        A Reason String that would make the packet exceed the client's
+        Maximum Packet Size is left out; the reason code still arrives.
+        """
+        # 20 bytes: room for the CONNACK of an accepted connection (16
+        # bytes) and the compact failure replies, not for a Reason String.
+        self.assertCompact(self.broker, properties={PropertyId.MAXIMUM_PACKET_SIZE: 20})
+        # Within a larger limit the Reason String is sent, and every packet fits.
+        limit = 128
+        props = {PropertyId.MAXIMUM_PACKET_SIZE: limit}
+        for wire, packetType, code in [
+            (self.takeover(self.broker(), properties=props), Disconnect, 0x8E),
+            (self.refusedConnect(self.broker(), props), Connack, 0x8C),
+            (self.refusedPublish(self.broker(), properties=props), Puback, 0x90),
+            (self.refusedFilter(self.broker(), properties=props), Suback, (1, 0x8F)),
+        ]:
+            assertFailureReply(self, wire, packetType, code)
+            self.assertLessEqual(len(wire), limit)
+
+    def test_never311(self) -> None:
+        """A 3.1.1 connection never gets one: its failure replies have no properties."""
+        env = self.broker()
+        self.assertEqual(self.takeover(env, MQTT_3_1_1), b"")
+        client = env.openClient(MQTT_3_1_1)
+        wire = record(client)
+        client.connect("", cleanStart=False)
+        env.flush()
+        self.assertEqual(bytes(wire), b"\x20\x02\x00\x02")
+        self.assertEqual(self.refusedFilter(env, MQTT_3_1_1), b"\x90\x04\x00\x01\x01\x80")
+        sub = subscriber(env, "watcher", "#")
+        client = env.connect("pub")
+        wire = record(client)
+        client.publish("a/b/c/d", b"deep", qos=1, packetId=7)
+        env.flush()
+        # 3.1.1 has no failure PUBACK: the connection is closed without a packet.
+        self.assertEqual(bytes(wire), b"")
+        self.assertTrue(client.closed)
+        self.assertEqual(sub.take(), [])

@@ -16,7 +16,16 @@ from twisted.application.service import MultiService
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttd.broker import Broker, InvalidTopic, SessionInfo
-from mqttd.codec import MQTT_3_1_1, MQTT_5, PropertyId, Publish, Suback, Will
+from mqttd.codec import (
+    MQTT_3_1_1,
+    MQTT_5,
+    Decoder,
+    Disconnect,
+    PropertyId,
+    Publish,
+    Suback,
+    Will,
+)
 from mqttd.message import Message
 from mqttd.testing import InMemoryBroker, MQTTTestClient
 
@@ -38,6 +47,28 @@ def record(client: MQTTTestClient) -> bytearray:
 
     client.dataReceived = dataReceived  # type: ignore[method-assign]
     return wire
+
+
+def assertServerDisconnect(
+    test: SynchronousTestCase, wire: bytes | bytearray, reasonCode: int
+) -> None:
+    """
+    Assert that C{wire} is exactly one v5 DISCONNECT with C{reasonCode} and,
+    as mqttd sends by default (reason-strings), a non-empty printable ASCII
+    Reason String.
+    """
+    decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+    decoder.feed(bytes(wire))
+    packet = decoder.next()
+    test.assertIsInstance(packet, Disconnect, bytes(wire))
+    assert isinstance(packet, Disconnect)
+    test.assertEqual(packet.reasonCode, reasonCode)
+    # Nothing else: no second packet, no stray bytes.
+    test.assertIsNone(decoder.next())
+    test.assertEqual(decoder.buffered, 0)
+    text = packet.properties.get(PropertyId.REASON_STRING)
+    test.assertIsInstance(text, str, packet)
+    test.assertTrue(text and text.isascii() and text.isprintable(), packet)
 
 
 def subscriber(
@@ -416,7 +447,7 @@ class KickTests(SynchronousTestCase):
         wire = record(client)
         self.assertTrue(self.env.broker.kick("k"))
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x98")
+        assertServerDisconnect(self, wire, 0x98)
         self.assertTrue(client.closed)
         self.assertEqual(payloads(self.watcher.take()), [b"kicked"])
         self.assertNotIn("k", self.env.broker.connections)
@@ -437,7 +468,8 @@ class KickTests(SynchronousTestCase):
         wire = record(client)
         self.env.broker.kick("k", 0x9C)
         self.env.flush()
-        self.assertEqual(bytes(wire), b"\xe0\x01\x9c")
+        assertServerDisconnect(self, wire, 0x9C)
+        self.assertTrue(client.closed)
 
     def test_kickUnknown(self) -> None:
         """kick() of a client id that is not connected returns False."""
@@ -611,7 +643,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertFalse(broker.running)
         # v5 gets DISCONNECT 0x8B Server shutting down; 3.1.1 and a connection
         # without CONNACK get no packet [MQTT-3.14.0-1].
-        self.assertEqual([bytes(w) for w in wires], [b"\xe0\x01\x8b", b"", b""])
+        assertServerDisconnect(self, wires[0], 0x8B)
+        self.assertEqual([bytes(w) for w in wires[1:]], [b"", b""])
         self.assertTrue(all(c.closed for c in (v5, v3, pending)))
         self.assertEqual(broker.stats()["connections"], 0)
 

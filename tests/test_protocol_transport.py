@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttd.broker import Broker
+from mqttd.codec import MQTT_5, Decoder, Disconnect, PropertyId
 from mqttd.config import BrokerConfig
 from mqttd.message import Message
 from mqttd.protocol import MQTTServerFactory, MQTTServerProtocol
@@ -37,6 +38,28 @@ def connect(clientId: bytes, keepAlive: int = 0, level: int = 4, will: bool = Fa
         topic = b"w/" + clientId
         body += len(topic).to_bytes(2, "big") + topic + b"\x00\x04gone"
     return b"\x10" + bytes((len(body),)) + body
+
+
+def assertServerDisconnect(test: SynchronousTestCase, data: bytes, reasonCode: int) -> None:
+    """
+    Assert that C{data} is exactly one v5 DISCONNECT with C{reasonCode} and,
+    as mqttd sends by default (reason-strings), a non-empty printable ASCII
+    Reason String as its only property: E0, length, reason code, property
+    length, 1F, string.
+    """
+    decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+    decoder.feed(data)
+    packet = decoder.next()
+    test.assertIsInstance(packet, Disconnect, data)
+    assert isinstance(packet, Disconnect)
+    test.assertEqual(packet.reasonCode, reasonCode)
+    text = packet.properties.get(PropertyId.REASON_STRING)
+    test.assertIsInstance(text, str, packet)
+    assert isinstance(text, str)
+    test.assertTrue(text and text.isascii() and text.isprintable(), text)
+    prop = b"\x1f" + len(text).to_bytes(2, "big") + text.encode("ascii")
+    body = bytes((reasonCode, len(prop))) + prop
+    test.assertEqual(data, b"\xe0" + bytes((len(body),)) + body)
 
 
 class Harness:
@@ -121,7 +144,7 @@ class LifecycleTests(SynchronousTestCase):
         harness = Harness()
         _protocol, transport = harness.connected(b"k5", keepAlive=2, level=5)
         harness.clock.advance(3.01)
-        self.assertEqual(transport.value(), bytes.fromhex("E0 01 8D"))
+        assertServerDisconnect(self, transport.value(), 0x8D)
         self.assertFalse(transport.connected)
 
     def test_pingreqRestartsKeepAlive(self) -> None:
@@ -150,7 +173,7 @@ class LifecycleTests(SynchronousTestCase):
         harness = Harness()
         _first, firstTransport = harness.connected(b"same", level=5)
         second, secondTransport = harness.connected(b"same", level=5)
-        self.assertEqual(firstTransport.value(), bytes.fromhex("E0 01 8E"))
+        assertServerDisconnect(self, firstTransport.value(), 0x8E)
         self.assertFalse(firstTransport.connected)
         self.assertTrue(secondTransport.connected)
         self.assertIs(harness.broker.connections["same"], second)
@@ -164,11 +187,11 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual(harness.broker.stats()["connectionsRefused"], 1)
 
     def test_maxPacketSizeV5(self) -> None:
-        """A declared length over max-packet-size is refused before the body: E0 01 95."""
+        """A declared length over max-packet-size is refused before the body: DISCONNECT 0x95."""
         harness = Harness(maxPacketSize=1024)
         protocol, transport = harness.connected(b"big", level=5)
         protocol.dataReceived(bytes.fromhex("30 FF FF FF 7F"))
-        self.assertEqual(transport.value(), bytes.fromhex("E0 01 95"))
+        assertServerDisconnect(self, transport.value(), 0x95)
         self.assertFalse(transport.connected)
 
     def test_stopServiceSendsServerShuttingDown(self) -> None:
@@ -177,7 +200,7 @@ class LifecycleTests(SynchronousTestCase):
         harness.broker.startService()
         _protocol, transport = harness.connected(b"s", keepAlive=30, level=5)
         harness.broker.stopService()
-        self.assertEqual(transport.value(), bytes.fromhex("E0 01 8B"))
+        assertServerDisconnect(self, transport.value(), 0x8B)
         self.assertFalse(transport.connected)
         self.assertEqual(harness.clock.getDelayedCalls(), [])
 

@@ -36,13 +36,31 @@ from clienthelpers import (
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
+from mqttd.codec import MQTT_5, Decoder, Disconnect, PropertyId
 from mqttd.config import OPTIONS, BrokerConfig
 from mqttd.tap import DEFAULT_LISTEN, Options, isLocalEndpoint
 
-#: DISCONNECT 0x95 Packet too large.
-DISCONNECT_TOO_LARGE = bytes.fromhex("E0 01 95")
-#: DISCONNECT 0x8B Server shutting down.
-DISCONNECT_SHUTTING_DOWN = bytes.fromhex("E0 01 8B")
+#: DISCONNECT reason codes: Packet too large, Server shutting down.
+PACKET_TOO_LARGE = 0x95
+SERVER_SHUTTING_DOWN = 0x8B
+
+
+def assertServerDisconnect(test: SynchronousTestCase, data: bytes, reasonCode: int) -> None:
+    """
+    Assert that C{data} (one packet, as L{readPacket} returns it) is a v5
+    DISCONNECT with C{reasonCode} and, as mqttd sends by default
+    (reason-strings), a non-empty printable ASCII Reason String.
+    """
+    decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+    decoder.feed(data)
+    packet = decoder.next()
+    test.assertIsInstance(packet, Disconnect, data)
+    assert isinstance(packet, Disconnect)
+    test.assertEqual(packet.reasonCode, reasonCode)
+    test.assertEqual(decoder.buffered, 0, data)
+    text = packet.properties.get(PropertyId.REASON_STRING)
+    test.assertIsInstance(text, str, packet)
+    test.assertTrue(text and text.isascii() and text.isprintable(), packet)
 
 
 def connackV5(maxPacketSize: int) -> bytes:
@@ -230,6 +248,15 @@ class OptionsTests(SynchronousTestCase):
         for spec in OPTIONS:
             if spec.kind == "flag":
                 self.assertTrue(getattr(self.parse(f"--{spec.name}").brokerConfig, spec.attribute))
+                continue
+            if spec.kind == "bool":
+                for text, expected in (("no", False), ("yes", True), ("off", False)):
+                    config = self.parse(f"--{spec.name}", text).brokerConfig
+                    self.assertIs(getattr(config, spec.attribute), expected, spec.name)
+                continue
+            if spec.kind == "text":
+                config = self.parse(f"--{spec.name}", "some text").brokerConfig
+                self.assertEqual(getattr(config, spec.attribute), "some text", spec.name)
                 continue
             value = int(spec.minimum) + 1
             config = self.parse(f"--{spec.name}", str(value)).brokerConfig
@@ -651,7 +678,7 @@ class ConfigFileTests(SynchronousTestCase):
         tooBig = publishPacket(topic, b"x" * (limit - overhead + 1), 1, packetId=3, level=5)
         self.assertEqual(len(tooBig), limit + 1)
         client.send(tooBig)
-        self.assertEqual(client.recvExactly(3), DISCONNECT_TOO_LARGE)
+        assertServerDisconnect(self, readPacket(client.recvExactly), PACKET_TOO_LARGE)
         self.assertTrue(client.isClosed())
 
         old = RawClient(port, timeout=WAIT)
@@ -715,7 +742,9 @@ class ShutdownTests(SynchronousTestCase):
         self.assertEqual(v3.recvExactly(4), CONNACK_OK)
         # twistd re-raises the signal after a clean shutdown: status -15.
         self.assertEqual(broker.stop(), -signal.SIGTERM)
-        self.assertEqual(v5.recvExactly(4), DISCONNECT_SHUTTING_DOWN)
+        assertServerDisconnect(self, readPacket(v5.recvExactly), SERVER_SHUTTING_DOWN)
+        # Nothing after the DISCONNECT, then the close.
+        self.assertEqual(v5.recvExactly(1), b"")
         self.assertTrue(v5.isClosed())
         self.assertEqual(v3.recvExactly(1), b"")
         log = broker.log()
