@@ -201,7 +201,8 @@ class MQTTServerProtocol(Protocol):
         self._decoder = Decoder(
             isServer=True,
             maxPacketSize=config.maxPacketSize,
-            maxConnectSize=config.maxConnectSize,
+            # The CONNECT is held to both limits (its will can be large).
+            maxConnectSize=min(config.maxConnectSize, config.maxPacketSize),
             strictStrings=not config.allowControlCharacters,
         )
         self.broker.protocols.add(self)
@@ -753,6 +754,13 @@ class MQTTServerProtocol(Protocol):
         packet = self._connectPacket
         self.identity = identity
         props = self._connackProperties(authenticationData) if self._v5 else {}
+        if len(encode(Connack(True, 0, props or NO_PROPERTIES), self._level)) > self._peerMaxPacket:
+            # [MQTT-3.1.2-24]: not even the CONNACK can be sent; refuse before
+            # touching any session (no takeover, no will).
+            self._closeReason = "CONNACK larger than the client's maximum packet size"
+            self._cleanDisconnect = True
+            self._dropConnection()
+            return
         session, present = self.broker.connectClient(
             self, self.clientId, packet.cleanStart, self._connectExpiry, identity
         )
@@ -761,12 +769,7 @@ class MQTTServerProtocol(Protocol):
         del self._connectPacket
         # Kept for re-authentication (without the will, which can be large).
         self._connect = packet
-        connack = encode(Connack(present, 0, props or NO_PROPERTIES), self._level)
-        if len(connack) > self._peerMaxPacket:
-            # [MQTT-3.1.2-24]: we cannot even send the CONNACK.
-            self.closeWith(None, "CONNACK larger than the client's maximum packet size")
-            return
-        self.transport.write(connack)
+        self.transport.write(encode(Connack(present, 0, props or NO_PROPERTIES), self._level))
         self._state = _CONNECTED
         self._handlers = self._connectedHandlers
         timer = self._timers.pop("connect", None)

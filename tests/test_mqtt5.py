@@ -1219,6 +1219,26 @@ class FlowControlTests(_Base):
 # ---------------------------------------------------------------------------
 
 
+class TinyMaximumPacketSizeTests(_Base):
+    """
+    A client whose Maximum Packet Size is too small for any CONNACK
+    [MQTT-3.1.2-24].
+    """
+
+    def test_refusedBeforeTouchingTheSession(self) -> None:
+        """It is closed without a CONNACK and does not take over the live session of its id."""
+        live = v5(self.env, "same", will=Will("w/same", b"gone"))
+        watcher = v5(self.env, "watcher")
+        subscribe(self.env, watcher, "w/#", 0)
+        tiny = self.openV5("same", properties={P.MAXIMUM_PACKET_SIZE: 2})
+        self.assertEqual(tiny.take(), [])
+        self.assertTrue(tiny.closed)
+        self.assertFalse(live.closed)
+        self.assertEqual(live.take(), [])
+        self.assertEqual(watcher.publishes(), [])
+        self.assertIs(self.env.broker.connections["same"], self.env.serverFor(live))
+
+
 class ConnackTests(_Base):
     """
     CONNACK properties advertised from the configuration (section 3.2.2.3),
