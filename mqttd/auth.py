@@ -5,12 +5,23 @@ answers of MQTT 5.0 enhanced authentication steps.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.cred.checkers import ANONYMOUS, ICredentialsChecker
 from twisted.cred.credentials import Anonymous, ICredentials, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mqttd.codec import Connect
+from mqttd.interfaces import IMQTTClient
+
+log = Logger(namespace="mqttd")
 
 
 def credentialsFromConnect(packet: Connect) -> ICredentials:
@@ -62,6 +73,7 @@ class AuthFailure:
 AuthResult = AuthContinue | AuthSuccess | AuthFailure
 
 
+@implementer(IMQTTClient)
 class UnauthenticatedClient:
     """
     The identity of a client accepted on a listener without authentication.
@@ -69,8 +81,131 @@ class UnauthenticatedClient:
     @ivar username: the user name it claimed, unchecked.
     """
 
+    #: Sessions are not bound to unauthenticated identities.
+    key = None
+
     def __init__(self, username: str | None) -> None:
         self.username = username
 
     def __repr__(self) -> str:
         return f"<unauthenticated {self.username!r}>"
+
+
+@implementer(IMQTTClient)
+class ClientIdentity:
+    """
+    The identity of an authenticated client: what the realm makes of the
+    avatar id its checker returned.
+
+    @ivar username: the user name (the avatar id as text), or L{None} for an
+        anonymous client.
+    @ivar key: what a session is bound to: the same key may resume it.
+    """
+
+    def __init__(self, avatarId: Any) -> None:
+        self.avatarId = avatarId
+        if avatarId is ANONYMOUS or avatarId == ANONYMOUS:
+            self.username: str | None = None
+            self.key: Any = ("anonymous",)
+        else:
+            if isinstance(avatarId, bytes):
+                self.username = avatarId.decode("utf-8", "replace")
+            else:
+                self.username = str(avatarId)
+            self.key = ("user", self.username)
+
+    def __repr__(self) -> str:
+        return f"<ClientIdentity {self.username!r}>"
+
+
+@implementer(IRealm)
+class MQTTRealm:
+    """
+    The realm of MQTT clients: every avatar id becomes a L{ClientIdentity}.
+    """
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        if IMQTTClient in interfaces:
+            return IMQTTClient, ClientIdentity(avatarId), lambda: None
+        raise NotImplementedError("mqttd's realm only makes IMQTTClient avatars")
+
+
+@implementer(ICredentialsChecker)
+class CheckerChain:
+    """
+    Several credentials checkers asked in order (Twisted's C{Portal} keeps
+    one checker per credentials interface; this is one that chains).
+
+    A checker's C{UnhandledCredentials} means "next"; C{UnauthorizedLogin}
+    means deny; any other error is logged and denies (fail closed); when
+    every checker passed, C{UnhandledCredentials} is the answer.
+    """
+
+    def __init__(self, checkers: Iterable[ICredentialsChecker]) -> None:
+        self.checkers = list(checkers)
+        interfaces: list[Any] = []
+        for checker in self.checkers:
+            for interface in checker.credentialInterfaces:
+                if interface not in interfaces:
+                    interfaces.append(interface)
+        self.credentialInterfaces = tuple(interfaces)
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        candidates = [
+            checker for checker in self.checkers
+            if any(i.providedBy(credentials) for i in checker.credentialInterfaces)
+        ]
+        return self._ask(candidates, 0, credentials)
+
+    def _ask(self, candidates: list[Any], index: int, credentials: Any) -> Deferred[Any]:
+        if index >= len(candidates):
+            return fail(UnhandledCredentials("no authenticator knows these credentials"))
+        d = maybeDeferred(candidates[index].requestAvatarId, credentials)
+
+        def failed(failure: Failure) -> Any:
+            if failure.check(UnhandledCredentials):
+                return self._ask(candidates, index + 1, credentials)
+            if failure.check(UnauthorizedLogin):
+                return failure
+            log.failure("authenticator {checker!r} failed", failure, checker=candidates[index])
+            return Failure(UnauthorizedLogin("authentication error"))
+
+        return d.addErrback(failed)
+
+
+# -- authorization decisions ----------------------------------------------------
+
+
+class _Allow:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ALLOW"
+
+
+class _Next:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEXT"
+
+
+#: An authorizer's "yes".
+ALLOW = _Allow()
+#: An authorizer's "no opinion: ask the next one" (all "next" means deny).
+NEXT = _Next()
+
+
+@dataclass(frozen=True)
+class Deny:
+    """
+    An authorizer's "no", with the v5 reason code the client gets (0x87
+    Not authorized by default) and a Reason String.
+    """
+
+    reasonCode: int = 0x87
+    reason: str = "not authorized"
+
+
+#: The default refusal.
+DENY = Deny()

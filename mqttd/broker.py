@@ -10,7 +10,7 @@ and attach L{mqttd.protocol.MQTTServerFactory} to any endpoint.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +18,11 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from mqttd.authorization import AuthorizerChain
 from mqttd.codec.packets import MQTT_5, Will
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
 from mqttd.config import BrokerConfig
+from mqttd.interfaces import IAuthorizer, IReloadable
 from mqttd.message import Message, forwardedProperties
 from mqttd.session import NEVER_EXPIRES, Session, SubscriptionOptions
 from mqttd.topics import (
@@ -148,8 +150,18 @@ class Broker(Service):
     name = "mqttd-broker"
 
     def __init__(
-        self, config: BrokerConfig | None = None, clock: IReactorTime | None = None
+        self,
+        config: BrokerConfig | None = None,
+        clock: IReactorTime | None = None,
+        authorizers: Iterable[IAuthorizer] = (),
     ) -> None:
+        """
+        @param config: the settings (defaults for everything not given).
+        @param clock: the time source of every timer (the reactor).
+        @param authorizers: L{IAuthorizer} providers asked in order about
+            every connect, publish, subscribe and delivery; with none,
+            everything is allowed.
+        """
         if config is None:
             config = BrokerConfig()
         config.validate()
@@ -171,6 +183,13 @@ class Broker(Service):
         self._offlineLimits = (config.maxQueuedMessages, config.maxQueuedBytes)
         #: The connection whose PUBLISH is being routed (for throttling).
         self.currentSource: MQTTServerProtocol | None = None
+        authorizerList = list(authorizers)
+        #: The authorizer chain, or L{None} when everything is allowed.
+        self.authorizer: AuthorizerChain | None = (
+            AuthorizerChain(authorizerList, self.clock, config.pluginTimeout)
+            if authorizerList else None
+        )
+        self._reloadables: list[IReloadable] = []
 
     # -- embedding API ------------------------------------------------------
 
@@ -270,6 +289,31 @@ class Broker(Service):
             reason = f"redirected to {serverReference}"
         protocol.closeWith(reasonCode, reason, serverReference=serverReference)
         return True
+
+    def addReloadable(self, plugin: IReloadable) -> None:
+        """
+        Have L{reload} re-read this plug-in's configuration.
+        """
+        self._reloadables.append(plugin)
+
+    def reload(self) -> bool:
+        """
+        Re-read the configuration of every reloadable plug-in (password and
+        ACL files...), as SIGHUP does.  A plug-in that fails keeps its old
+        configuration; the error is logged.
+
+        @return: whether every plug-in reloaded.
+        """
+        ok = True
+        for plugin in self._reloadables:
+            try:
+                plugin.reload()
+            except Exception as e:
+                ok = False
+                log.error("reload of {plugin!r} failed, keeping its old configuration: "
+                          "{error}", plugin=plugin, error=str(e) or type(e).__name__)
+        log.info("configuration reloaded" if ok else "configuration reloaded with errors")
+        return ok
 
     def stats(self) -> dict[str, int]:
         """
@@ -606,17 +650,25 @@ class Broker(Service):
         """
         session = old.session
         will = old.will
+        # The old connection's session ends with it if it had no expiry, or
+        # if the new connection starts clean.
+        sessionEnds = session is not None and (newCleanStart or session.expiryInterval == 0)
         publishWill = False
         if will is not None and session is not None:
             if old.protocolLevel == MQTT_5:
+                # Section 3.1.3.2.2: sent unless the session continues and
+                # the will is delayed (then the new connection cancels it).
                 delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0)
-                publishWill = newCleanStart or not delay
+                publishWill = sessionEnds or not delay
             else:
-                publishWill = newCleanStart or session.expiryInterval == 0
+                # 3.1.x, as mosquitto: only when a clean session is involved.
+                publishWill = sessionEnds
         old.detach("session taken over")
         old.closeWith(0x8E, "session taken over", publishWill=False)
         if session is not None:
             session.connection = None
+            if sessionEnds:
+                self.endSession(session)
         if self.connections.get(old.clientId) is old:
             del self.connections[old.clientId]
         if publishWill and will is not None:

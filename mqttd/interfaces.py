@@ -62,3 +62,143 @@ class IEnhancedAuthenticator(Interface):
         @param reauthentication: C{True} for a re-authentication after
             CONNACK (section 4.12.1).
         """
+
+
+# -- plug-in factories: what getPlugins finds in the mqttd.plugins package --
+
+
+class IPluginFactory(Interface):
+    """
+    What every kind of plug-in factory has, shaped like
+    C{twisted.cred.strcred.ICheckerFactory}: a name for the command line,
+    one line of description, and help on its arguments.  Finding a factory
+    never activates its plug-in; configuration does (C{--auth NAME:ARGS}...).
+    """
+
+    name = Attribute("The plug-in's name on the command line, e.g. 'passwd'.")
+    description = Attribute("One line saying what it does, for --help-auth and friends.")
+    argumentsHelp = Attribute(
+        "How to write its arguments (key=value pairs separated by ':'), one "
+        "line per argument."
+    )
+
+
+class IAuthenticatorFactory(IPluginFactory):
+    """
+    Makes authenticators (C{--auth NAME:ARGS}).
+    """
+
+    def makeAuthenticator(arguments: Any) -> Any:
+        """
+        Make an authenticator from parsed arguments
+        (L{mqttd.plugin.PluginArguments}).
+
+        @return: a C{twisted.cred.checkers.ICredentialsChecker} provider (for
+            C{IUsernamePassword}, C{IAnonymous}, ...) and/or an
+            L{IEnhancedAuthenticator} provider.
+        @raise mqttd.plugin.PluginError: for bad arguments or files.
+        """
+
+
+class IAuthorizerFactory(IPluginFactory):
+    """
+    Makes authorizers (C{--authorizer NAME:ARGS}).
+    """
+
+    def makeAuthorizer(arguments: Any) -> IAuthorizer:
+        """
+        Make an authorizer from parsed arguments.
+
+        @raise mqttd.plugin.PluginError: for bad arguments or files.
+        """
+
+
+class IHookFactory(IPluginFactory):
+    """
+    Makes message hooks (C{--hook NAME:ARGS}).
+    """
+
+    def makeHook(arguments: Any) -> Any:
+        """
+        Make a hook from parsed arguments.
+
+        @raise mqttd.plugin.PluginError: for bad arguments.
+        """
+
+
+class IStoreFactory(IPluginFactory):
+    """
+    Makes persistence stores (C{--store NAME:ARGS}).
+    """
+
+    def makeStore(arguments: Any) -> Any:
+        """
+        Make a store from parsed arguments.
+
+        @raise mqttd.plugin.PluginError: for bad arguments.
+        """
+
+
+class IReloadable(Interface):
+    """
+    A plug-in whose configuration can be re-read without a restart (on
+    SIGHUP or C{Broker.reload()}), e.g. a password or ACL file.
+    """
+
+    def reload() -> None:
+        """
+        Re-read the configuration.  Raise (anything) to keep the old one:
+        the broker logs the error and carries on with what it had.
+        """
+
+
+# -- authorization ------------------------------------------------------------
+
+
+class IClientInfo(Interface):
+    """
+    What an authorizer or hook learns about a client.
+    """
+
+    clientId = Attribute("The client identifier (str).")
+    username = Attribute("The authenticated user name (str), or None.")
+    identity = Attribute("The avatar authentication returned.")
+    protocolLevel = Attribute("3, 4 or 5.")
+    peer = Attribute("The peer address as text.")
+
+
+class IAuthorizer(Interface):
+    """
+    Decides what clients may do.  Every method answers
+    L{mqttd.auth.ALLOW}, a L{mqttd.auth.Deny} (e.g. L{mqttd.auth.DENY}) or
+    L{mqttd.auth.NEXT} (no opinion: ask the next authorizer), directly or as
+    a C{Deferred} firing with one.  With several authorizers the first
+    allow or deny wins and all "next" means deny; an exception, a failed
+    Deferred or a timeout means deny.  A plain value is the fast path: no
+    Deferred is made for it.
+
+    An authorizer may have a C{timeout} attribute (seconds) to bound its
+    Deferreds; the broker's default applies otherwise.
+    """
+
+    def authorizeConnect(client: IClientInfo) -> Any:
+        """
+        May this (authenticated) client connect?
+        """
+
+    def authorizePublish(client: IClientInfo, topic: str, qos: int, retain: bool) -> Any:
+        """
+        May this client publish on C{topic}?
+        """
+
+    def authorizeSubscribe(client: IClientInfo, topicFilter: str, qos: int) -> Any:
+        """
+        May this client subscribe to C{topicFilter} (without C{$share/...})?
+        """
+
+    def authorizeReceive(client: IClientInfo, topic: str, qos: int, retain: bool) -> Any:
+        """
+        May this client receive a message published on C{topic}?  Asked
+        for every delivery, so an ACL change also applies to stored
+        subscriptions and queued messages.
+        """

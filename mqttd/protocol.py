@@ -21,7 +21,7 @@ its unsent bytes pass the outbound buffer limit it is disconnected (v5
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -66,7 +66,7 @@ from mqttd.codec import (
     encode,
 )
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
-from mqttd.codec.reasons import DISCONNECT_REASONS
+from mqttd.codec.reasons import CONNACK_REASONS, DISCONNECT_REASONS
 from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
 from mqttd.message import Message
 from mqttd.session import InflightEntry, Session, SubscriptionOptions
@@ -155,7 +155,15 @@ class MQTTServerProtocol(Protocol):
         # way, the CONNECT it started from.
         self._authMethod: str | None = None
         self._authExchange: Any = None
-        self._replays: deque[tuple[Iterator[Message], SubscriptionOptions]] = deque()
+        # Retained messages still to send for new subscriptions: iterators
+        # with the subscription's options and a message taken from the
+        # iterator but not sent yet; and how many queued deliveries go
+        # before them (live messages that arrive meanwhile go after).
+        self._replays: deque[list[Any]] = deque()
+        self._beforeReplays = 0
+        # QoS 1/2 PUBLISHes sent on this connection and not acknowledged:
+        # the send quota of section 4.9 (the in-flight window).
+        self._inFlight = 0
         self._throttling: set[MQTTServerProtocol] = set()
         self._throttledBy = 0
         self._stalled = False
@@ -163,6 +171,7 @@ class MQTTServerProtocol(Protocol):
         self._lastPacketAt = 0.0
         self._keepAlive = 0
         self._connectExpiry = 0
+        self._requestedExpiry = 0
         self._cleanDisconnect = False
         self._closeReason = "connection lost"
         self._timers: dict[str, IDelayedCall] = {}
@@ -329,6 +338,12 @@ class MQTTServerProtocol(Protocol):
         connectTimer = self._timers.pop("connect", None)
         if connectTimer is not None and connectTimer.active():
             connectTimer.cancel()
+        session = self.session
+        if session is not None and session.connection is self:
+            # From now on messages for the session wait in it (QoS 1/2), as
+            # for any offline session, instead of going to a closing
+            # connection [MQTT-4.5.0-1].
+            session.connection = None
         self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self._state != _CLOSED:
@@ -405,8 +420,11 @@ class MQTTServerProtocol(Protocol):
         if self._closing:
             return
         if self._state == _AUTHENTICATING:
-            # Before CONNACK: a v5 client is refused with the reason code.
-            self._refuse(error.reasonCode, str(error))
+            # Before CONNACK: a v5 client is refused with the reason code, or
+            # 0x82 when CONNACK cannot carry it (e.g. 0x94 for a PUBLISH
+            # sent during enhanced authentication).
+            code = error.reasonCode if error.reasonCode in CONNACK_REASONS else 0x82
+            self._refuse(code, str(error))
             return
         if self._state == _AWAITING_CONNECT:
             if isinstance(error, UnsupportedProtocolVersion):
@@ -468,6 +486,8 @@ class MQTTServerProtocol(Protocol):
         sent after the CONNECT is processed [MQTT-3.1.4-5].
         """
         if self._v5:
+            if v5code not in CONNACK_REASONS:
+                v5code = 0x80  # [MQTT-3.2.2-8]: only CONNACK reason codes
             extra: dict[int, Any] | None = (
                 {PropertyId.SERVER_REFERENCE: serverReference} if serverReference else None
             )
@@ -541,7 +561,7 @@ class MQTTServerProtocol(Protocol):
         if v5:
             self._sendWindow = props.get(PropertyId.RECEIVE_MAXIMUM, 65535)
             self._outAliasMaximum = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
-            expiry = props.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0)
+            expiry = self._requestedExpiry = props.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0)
             if expiry > config.maxSessionExpiry:
                 # Tell the client the interval the broker uses.
                 expiry = self._sessionExpiry = config.maxSessionExpiry
@@ -648,9 +668,14 @@ class MQTTServerProtocol(Protocol):
             props: dict[int, Any] = {PropertyId.AUTHENTICATION_METHOD: method}
             if result.data:
                 props[PropertyId.AUTHENTICATION_DATA] = result.data
-            self.transport.write(encode(Auth(0x18, props), MQTT_5))
-            self._resumeReading(_AUTH)
-            return
+            data = encode(Auth(0x18, props), MQTT_5)
+            if len(data) > self._peerMaxPacket:
+                # [MQTT-3.1.2-24]: the exchange cannot go on.
+                result = AuthFailure(0x95, "authentication data larger than the client accepts")
+            else:
+                self.transport.write(data)
+                self._resumeReading(_AUTH)
+                return
         self._authExchange = None
         timer = self._timers.pop("reauthentication", None)
         if timer is not None and timer.active():
@@ -665,8 +690,8 @@ class MQTTServerProtocol(Protocol):
             done: dict[int, Any] = {PropertyId.AUTHENTICATION_METHOD: method}
             if result.data:
                 done[PropertyId.AUTHENTICATION_DATA] = result.data
-            self.transport.write(encode(Auth(0x00, done), MQTT_5))
-            self._resumeReading(_AUTH)
+            if self._writeLimited(encode(Auth(0x00, done), MQTT_5), "AUTH"):
+                self._resumeReading(_AUTH)
             return
         if not isinstance(result, AuthFailure):
             log.error("enhanced authentication of {clientId!r}: {result!r} is not an answer",
@@ -675,7 +700,8 @@ class MQTTServerProtocol(Protocol):
         if reauthentication:
             self.closeWith(result.reasonCode, result.reason)
         else:
-            self._refuse(result.reasonCode, result.reason)
+            code = result.reasonCode if result.reasonCode in CONNACK_REASONS else 0x87
+            self._refuse(code, result.reason)
 
     def _reauthenticationTimedOut(self) -> None:
         self._timers.pop("reauthentication", None)
@@ -791,9 +817,15 @@ class MQTTServerProtocol(Protocol):
             keepAlive=self._keepAlive,
             present=present,
         )
-        # Resend what was in flight, in order, only now [MQTT-4.4.0-1], as
-        # the (new) in-flight window allows; _pump sends them first.
-        self._resend.extend(session.inflight)
+        # Resend what was in flight, in order, only now [MQTT-4.4.0-1]:
+        # PUBRELs at once (they take no send quota), PUBLISHes as the new
+        # connection's window allows (_pump sends them first).
+        for packetId, entry in list(session.inflight.items()):
+            entry.sentOn = None
+            if entry.released:
+                self.transport.write(encode(Pubrel(packetId), self._level))
+            else:
+                self._resend.append(packetId)
         self._pump()
         self.broker.drainSharedQueues(session)
 
@@ -902,8 +934,7 @@ class MQTTServerProtocol(Protocol):
             return  # unsolicited: ignored
         if entry.qos != 1:
             raise ProtocolError("PUBACK for a QoS 2 message")
-        session.removeInflight(packet.packetId)
-        self._progress()
+        self._acknowledged(packet.packetId)
 
     def _onPubrec(self, packet: Pubrec) -> None:
         session = self.session
@@ -915,8 +946,7 @@ class MQTTServerProtocol(Protocol):
             raise ProtocolError("PUBREC for a QoS 1 message")
         if packet.reasonCode >= 0x80:
             # The client refused it: the flow ends here (v5 section 4.3.3).
-            session.removeInflight(packet.packetId)
-            self._progress()
+            self._acknowledged(packet.packetId)
             return
         entry.released = True
         self.transport.write(encode(Pubrel(packet.packetId), self._level))
@@ -929,8 +959,7 @@ class MQTTServerProtocol(Protocol):
             return
         if entry.qos != 2 or not entry.released:
             raise ProtocolError("PUBCOMP before PUBREC")
-        session.removeInflight(packet.packetId)
-        self._progress()
+        self._acknowledged(packet.packetId)
 
     def _onPubrel(self, packet: Pubrel) -> None:
         session = self.session
@@ -981,6 +1010,10 @@ class MQTTServerProtocol(Protocol):
                     "+" in topicFilter or "#" in topicFilter
                 ):
                     refusal = (0xA2, "wildcard subscriptions are not supported")
+                if refusal is not None and v5:
+                    # The CONNACK said so: sections 3.2.2.3.11 and 3.2.2.3.13
+                    # make it a Protocol Error, reported with this code.
+                    raise ProtocolError(refusal[1], refusal[0])
                 elif existing is None and len(session.subscriptions) >= config.maxSubscriptions:
                     refusal = (0x97, "too many subscriptions")
             if refusal is not None:
@@ -1010,8 +1043,10 @@ class MQTTServerProtocol(Protocol):
         if not self._writeLimited(suback, "SUBACK"):
             return
         if replays:
+            if not self._replays:
+                self._beforeReplays = len(session.queue)
             for options in replays:
-                self._replays.append((broker.iterRetained(options.topicFilter), options))
+                self._replays.append([broker.iterRetained(options.topicFilter), options, None])
             self._pump()
         if sharedAdded:
             broker.drainSharedQueues(session)
@@ -1050,14 +1085,15 @@ class MQTTServerProtocol(Protocol):
         if self._v5:
             expiry = packet.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL)
             if expiry is not None:
-                if self._connectExpiry == 0 and expiry != 0:
-                    # Section 3.14.2.2.2.
+                if self._requestedExpiry == 0 and expiry != 0:
+                    # Section 3.14.2.2.2: about the value the client sent.
                     raise ProtocolError("session expiry set at DISCONNECT after 0 at CONNECT")
                 if session is not None:
                     session.expiryInterval = min(expiry, self._config.maxSessionExpiry)
-        # 0x04 "Disconnect with Will Message" keeps the will; anything else
-        # from the client discards it [MQTT-3.14.4-3].
-        self._cleanDisconnect = not (self._v5 and packet.reasonCode == 0x04)
+        # Only a normal disconnection (0x00, and any 3.1.x DISCONNECT)
+        # discards the will [MQTT-3.1.2-10], [MQTT-3.14.4-3]; 0x04 and the
+        # error codes keep it [MQTT-3.1.2-8].
+        self._cleanDisconnect = not self._v5 or packet.reasonCode == 0x00
         self._closeReason = "client disconnected" if packet.reasonCode in (0, 4) else (
             f"client disconnected with reason 0x{packet.reasonCode:02X}"
         )
@@ -1079,13 +1115,22 @@ class MQTTServerProtocol(Protocol):
         control rules).
         """
         session = self.session
-        if session is None or self._closing:
+        if session is None:
+            return
+        if self._closing:
+            # Still attached while closing (e.g. within connectionLost): the
+            # session keeps QoS 1/2 messages as for an offline session.
+            if qos:
+                session.enqueue((message, qos, retain, subscriptionIds, group),
+                                *session.offlineLimits)
             return
         if (
             self._writable
             and not session.queue
             and not self._resend
-            and (not qos or len(session.inflight) < self._sendWindow)
+            and not self._replays
+            and (not qos or (self._inFlight < self._sendWindow
+                             and len(session.inflight) < 0xFFFF))
         ):
             self._write(message, qos, retain, subscriptionIds, group)
             return
@@ -1148,24 +1193,43 @@ class MQTTServerProtocol(Protocol):
         session = self.session
         assert session is not None
         packetId = session.allocatePacketId()
-        session.addInflight(
-            packetId, InflightEntry(message, qos, retain, subscriptionIds, group)
-        )
+        entry = InflightEntry(message, qos, retain, subscriptionIds, group)
+        entry.sentOn = self
+        session.addInflight(packetId, entry)
+        self._inFlight += 1
         self.transport.write(prefix + packetId.to_bytes(2, "big") + suffix)
 
     def _resendInflight(self, packetId: int, entry: InflightEntry) -> None:
         """
-        Resend an unacknowledged message after a reconnect: PUBLISH with DUP
-        set, or PUBREL if PUBREC had arrived [MQTT-4.4.0-1].
+        Resend an unacknowledged PUBLISH after a reconnect, with DUP set
+        [MQTT-4.4.0-1] (unless it is now too large for the client: then it
+        is dropped as if sent [MQTT-3.1.2-25]).
         """
-        if entry.released:
-            self.transport.write(encode(Pubrel(packetId), self._level))
-            return
         prefix, suffix = entry.message.encodeParts(
             self._level, entry.qos, entry.retain, entry.subscriptionIds,
             self._clock.seconds(), dup=True,
         )
+        session = self.session
+        assert session is not None
+        if len(prefix) + len(suffix) + 2 > self._peerMaxPacket:
+            session.removeInflight(packetId)
+            self.broker.counters.messagesDropped += 1
+            return
+        entry.sentOn = self
+        self._inFlight += 1
         self.transport.write(prefix + packetId.to_bytes(2, "big") + suffix)
+
+    def _acknowledged(self, packetId: int) -> None:
+        """
+        Forget a completely acknowledged outbound message and give back its
+        send quota.
+        """
+        session = self.session
+        assert session is not None
+        entry = session.removeInflight(packetId)
+        if entry.sentOn is self:
+            self._inFlight -= 1
+        self._progress()
 
     def _progress(self) -> None:
         """
@@ -1176,9 +1240,10 @@ class MQTTServerProtocol(Protocol):
 
     def _pump(self) -> None:
         """
-        Send, while the transport accepts data and the in-flight window
-        allows: in-flight messages to resend after a reconnect, then queued
-        deliveries, then pending retained replays.
+        Send, while the transport accepts data and the send quota allows:
+        in-flight messages to resend after a reconnect, then queued
+        deliveries, with pending retained replays in their place (after the
+        deliveries queued before the SUBSCRIBE, before those queued since).
         """
         session = self.session
         if session is None or self._closing:
@@ -1187,32 +1252,40 @@ class MQTTServerProtocol(Protocol):
         inflight = session.inflight
         window = self._sendWindow
         resend = self._resend
+        replays = self._replays
         sent = False
-        while resend and self._writable and len(inflight) - len(resend) < window:
+        while resend and self._writable and self._inFlight < window:
             packetId = resend.popleft()
             entry = inflight.get(packetId)
             if entry is not None:
                 self._resendInflight(packetId, entry)
                 sent = True
-        while queue and not resend and self._writable:
+        while not resend and self._writable:
+            if replays and not self._beforeReplays:
+                replay = replays[0]
+                message = replay[2]
+                if message is None:
+                    message = replay[2] = next(replay[0], None)
+                    if message is None:
+                        replays.popleft()
+                        continue
+                options = replay[1]
+                qos = message.qos if message.qos < options.qos else options.qos
+                if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
+                    break
+                replay[2] = None
+                self._write(message, qos, True, options.subscriptionIds)
+                sent = True
+                continue
+            if not queue:
+                break
             message, qos, retain, subscriptionIds, group = queue[0]
-            if qos and len(inflight) >= window:
+            if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                 break
             session.popQueued()
+            if self._beforeReplays:
+                self._beforeReplays -= 1
             self._write(message, qos, retain, subscriptionIds, group)
-            sent = True
-        while not queue and not resend and self._replays and self._writable:
-            iterator, options = self._replays[0]
-            retained = next(iterator, None)
-            if retained is None:
-                self._replays.popleft()
-                continue
-            message = retained
-            qos = message.qos if message.qos < options.qos else options.qos
-            if qos and len(inflight) >= window:
-                session.forceEnqueue((message, qos, True, options.subscriptionIds, None))
-                break
-            self._write(message, qos, True, options.subscriptionIds)
             sent = True
         if sent:
             self._lastProgress = self._clock.seconds()
@@ -1271,6 +1344,7 @@ class MQTTServerProtocol(Protocol):
                  clientId=self.clientId)
         self._releaseThrottled()
         session.dropQos0()
+        self._beforeReplays = min(self._beforeReplays, len(session.queue))
         limitMessages = self._config.maxQueuedMessages
         limitBytes = self._config.maxQueuedBytes
         while session.queue and (
@@ -1280,6 +1354,7 @@ class MQTTServerProtocol(Protocol):
             session.queuedBytes -= message.size
             session.dropped += 1
             self.broker.counters.messagesDropped += 1
+        self._beforeReplays = min(self._beforeReplays, len(session.queue))
         self._checkOverflow()
 
     def _checkOverflow(self) -> None:

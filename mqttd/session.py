@@ -93,9 +93,11 @@ class InflightEntry:
     @ivar released: for QoS 2, whether PUBREC arrived and PUBREL was sent.
     @ivar group: the shared subscription group it was delivered through, or
         L{None}.
+    @ivar sentOn: the connection that last sent its PUBLISH (whose send
+        quota it holds until acknowledged), or L{None}.
     """
 
-    __slots__ = ("message", "qos", "retain", "subscriptionIds", "released", "group")
+    __slots__ = ("message", "qos", "retain", "subscriptionIds", "released", "group", "sentOn")
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class InflightEntry:
         self.subscriptionIds = subscriptionIds
         self.released = False
         self.group = group
+        self.sentOn: Any = None
 
 
 # A queued delivery: (message, qos, retain flag, subscription identifiers,

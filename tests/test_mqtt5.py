@@ -43,6 +43,7 @@ from mqttd.codec import (
     SubscriptionRequest,
     Unsuback,
     Will,
+    encode,
 )
 from mqttd.interfaces import IAuthExchange, IEnhancedAuthenticator
 from mqttd.testing import InMemoryBroker, MQTTTestClient
@@ -143,7 +144,7 @@ class _Base(SynchronousTestCase):
         packets = client.take()
         self.assertTrue(packets, "nothing received")
         last = packets[-1]
-        self.assertIsInstance(last, Disconnect, packets)
+        self.assertIsInstance(last, Disconnect, repr(packets))
         assert isinstance(last, Disconnect)
         self.assertEqual(last.reasonCode, reasonCode, packets)
         self.assertEqual(withoutReasonString(last.properties),
@@ -1063,18 +1064,16 @@ class SharedSubscriptionTests(_Base):
         self.assertDisconnected(client, 0x82)
 
     def test_sharedSubscriptionsDisabled(self) -> None:
-        """shared-subscriptions no: CONNACK says 0 and a shared filter gets SUBACK 0x9E, others are granted."""
+        """shared-subscriptions no: CONNACK says 0, other filters are granted, and a SUBSCRIBE with a shared filter is a Protocol Error: DISCONNECT 0x9E (section 3.2.2.3.13)."""
         self.newBroker(sharedSubscriptions=False)
         client = v5(self.env, "a")
         self.assertEqual(dict(client.connack.properties),
                          {**DEFAULT_CONNACK, P.SHARED_SUBSCRIPTION_AVAILABLE: 0})
-        client.send(Subscribe(1, (SubscriptionRequest("$share/g/sh/#", 1),
-                                  SubscriptionRequest("sh/#", 1))))
+        self.assertEqual(subscribe(self.env, client, "sh/#", 1).reasonCodes, (1,))
+        client.send(Subscribe(2, (SubscriptionRequest("$share/g/sh/#", 1),
+                                  SubscriptionRequest("sh/t", 1))))
         self.env.flush()
-        [suback] = client.take()
-        assert isinstance(suback, Suback)
-        self.assertEqual(suback.reasonCodes, (0x9E, 1))
-        self.assertTrue(alive(client))
+        self.assertDisconnected(client, 0x9E)
 
 
 # ---------------------------------------------------------------------------
@@ -1318,16 +1317,17 @@ class ConnackTests(_Base):
         self.assertRefused(willer, 0x9A)
 
     def test_wildcardsNotAvailable(self) -> None:
-        """wildcard-subscriptions no: filters with + or # get SUBACK 0xA2, plain ones are granted."""
+        """wildcard-subscriptions no: CONNACK says 0, plain filters are granted, and a SUBSCRIBE with + or # (shared or not) is a Protocol Error: DISCONNECT 0xA2 (section 3.2.2.3.11)."""
         self.newBroker(wildcardSubscriptions=False)
-        client = v5(self.env, "c")
-        client.send(Subscribe(1, (SubscriptionRequest("w/+", 1), SubscriptionRequest("w/#", 1),
-                                  SubscriptionRequest("w/t", 1),
-                                  SubscriptionRequest("$share/g/w/+", 1))))
-        self.env.flush()
-        [suback] = client.take()
-        assert isinstance(suback, Suback)
-        self.assertEqual(suback.reasonCodes, (0xA2, 0xA2, 1, 0xA2))
+        for clientId, topicFilter in [("c1", "w/+"), ("c2", "w/#"), ("c3", "$share/g/w/+")]:
+            client = v5(self.env, clientId)
+            self.assertEqual(dict(client.connack.properties),
+                             {**DEFAULT_CONNACK, P.WILDCARD_SUBSCRIPTION_AVAILABLE: 0})
+            self.assertEqual(subscribe(self.env, client, "w/t", 1).reasonCodes, (1,))
+            client.send(Subscribe(2, (SubscriptionRequest("w/u", 1),
+                                      SubscriptionRequest(topicFilter, 1))))
+            self.env.flush()
+            self.assertDisconnected(client, 0xA2)
 
     def test_serverKeepAlive(self) -> None:
         """max-keepalive 30 and a client asking 60: CONNACK Server Keep Alive 30, and the broker times out at 1.5 x 30 s [MQTT-3.2.2-21]."""
@@ -2103,3 +2103,340 @@ class MixedVersionTests(_Base):
         [b] = new.publishes()
         self.assertEqual((a.topic, a.payload, dict(a.properties)), ("mix/t", b"both", {}))
         self.assertEqual((b.topic, b.payload, dict(b.properties)), ("mix/t", b"both", FORWARDED))
+
+
+# ---------------------------------------------------------------------------
+# Regressions found by the audit against the server MUSTs
+# ---------------------------------------------------------------------------
+
+
+@implementer(IAuthExchange)
+class SizedChallengeExchange:
+    """
+    One step: C{hello} gets AUTH 0x18 with the authenticator's
+    C{challengeSize} bytes of data, or success at once if that is 0;
+    C{response} succeeds; anything else fails with 0x86.
+    """
+
+    def __init__(self, authenticator: SizedChallengeAuthenticator) -> None:
+        self.authenticator = authenticator
+
+    def step(self, data: bytes | None) -> Any:
+        size = self.authenticator.challengeSize
+        if data == b"hello":
+            return AuthContinue(b"c" * size) if size else AuthSuccess(Identity("sized"))
+        if data == b"response":
+            return AuthSuccess(Identity("sized"))
+        return AuthFailure(0x86, "wrong answer")
+
+
+@implementer(IEnhancedAuthenticator)
+class SizedChallengeAuthenticator:
+    """
+    An enhanced authenticator (method C{TEST-CHALLENGE}) whose challenge
+    has a chosen size.
+    """
+
+    method = METHOD
+
+    def __init__(self, challengeSize: int) -> None:
+        self.challengeSize = challengeSize
+
+    def newExchange(self, clientId: str, connect: Any, reauthentication: bool) -> IAuthExchange:
+        return SizedChallengeExchange(self)
+
+
+class AuditRegressionTests(_Base):
+    """
+    Problems an audit of mqttd against the MQTT 5.0 server MUSTs found; the
+    expectations come from the statements cited.
+    """
+
+    def watch(self, topicFilter: str = "will/#") -> MQTTTestClient:
+        watcher = v5(self.env, "watcher")
+        subscribe(self.env, watcher, topicFilter, 1)
+        return watcher
+
+    @staticmethod
+    def payloads(client: MQTTTestClient) -> list[bytes]:
+        return [p.payload for p in client.publishes()]
+
+    # [MQTT-3.1.2-8], [MQTT-3.1.2-10]
+
+    def test_willKeptUnlessNormalDisconnect(self) -> None:
+        """A v5 DISCONNECT with any reason code but 0x00 keeps the will, published after the close [MQTT-3.1.2-8]; 0x00 and a 3.1.1 DISCONNECT discard it [MQTT-3.1.2-10]."""
+        watcher = self.watch()
+        for code in (0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x93):
+            name = f"{code:02x}"
+            client = v5(self.env, name, will=Will("will/" + name, name.encode(), 1))
+            client.disconnect(code)
+            self.env.flush()
+            self.assertTrue(client.closed)
+            self.assertEqual(self.payloads(watcher), [name.encode()] if code else [],
+                             f"DISCONNECT 0x{name}")
+        old = self.env.connect("v311", protocolLevel=MQTT_3_1_1,
+                               will=Will("will/v311", b"v311", 1))
+        old.disconnect()
+        self.env.flush()
+        self.assertTrue(old.closed)
+        self.assertEqual(self.payloads(watcher), [])
+
+    # [MQTT-3.1.2-24], [MQTT-3.1.2-25]
+
+    def test_resentMessageTooLargeForNewMaximumPacketSize(self) -> None:
+        """An unacknowledged 2,000-byte QoS 1 message of a session resumed with Maximum Packet Size 100 is not resent but dropped as if sent [MQTT-3.1.2-25]; later messages still flow."""
+        sub = v5(self.env, "s", autoAck=False, properties={P.SESSION_EXPIRY_INTERVAL: 300})
+        subscribe(self.env, sub, "big/t", 1)
+        self.env.broker.publish("big/t", b"x" * 2000, qos=1)
+        self.env.flush()
+        self.assertEqual([len(p.payload) for p in sub.publishes()], [2000])
+        drop(self.env, sub)
+        dropped = self.env.broker.stats()["messagesDropped"]
+        again = v5(self.env, "s", cleanStart=False,
+                   properties={P.SESSION_EXPIRY_INTERVAL: 300, P.MAXIMUM_PACKET_SIZE: 100,
+                               P.RECEIVE_MAXIMUM: 1})
+        self.assertTrue(again.connack.sessionPresent)
+        self.assertEqual(again.take(), [])
+        self.assertEqual(self.env.broker.stats()["messagesDropped"], dropped + 1)
+        for payload in (b"later-1", b"later-2"):
+            self.env.broker.publish("big/t", payload, qos=1)
+        self.env.flush()
+        self.assertEqual(self.payloads(again), [b"later-1", b"later-2"])
+        self.assertTrue(alive(again))
+
+    def assertAllWithin(self, packets: list[Packet], limit: int) -> None:
+        sizes = [(type(p).__name__, len(encode(p, MQTT_5))) for p in packets]
+        self.assertTrue(all(size <= limit for _, size in sizes), sizes)
+
+    def test_authContinueTooLargeBeforeConnack(self) -> None:
+        """An AuthContinue with more data than the client's Maximum Packet Size (100) allows is not sent [MQTT-3.1.2-24]: CONNACK 0x95 instead."""
+        self.env.factory.enhancedAuthenticators[METHOD] = SizedChallengeAuthenticator(200)
+        client = self.openV5("sized", properties={**authProps(b"hello"),
+                                                  P.MAXIMUM_PACKET_SIZE: 100})
+        self.assertIsNone(client.decodeError)
+        self.assertAllWithin(client.received, 100)
+        self.assertRefused(client, 0x95)
+
+    def test_authContinueTooLargeOnReauthentication(self) -> None:
+        """The same during a re-authentication: no AUTH larger than the limit, DISCONNECT 0x95 [MQTT-3.1.2-24]."""
+        authenticator = SizedChallengeAuthenticator(0)
+        self.env.factory.enhancedAuthenticators[METHOD] = authenticator
+        client = v5(self.env, "sized", properties={**authProps(b"hello"),
+                                                   P.MAXIMUM_PACKET_SIZE: 100})
+        authenticator.challengeSize = 200
+        client.send(Auth(0x19, authProps(b"hello")))
+        self.env.flush()
+        self.assertIsNone(client.decodeError)
+        self.assertAllWithin(client.received, 100)
+        self.assertDisconnected(client, 0x95)
+
+    # [MQTT-3.3.4-10], [MQTT-4.9.0-1]
+
+    def test_resendWithinReceiveMaximumPubrelNotHeldBack(self) -> None:
+        """Resuming with Receive Maximum 1 two unacknowledged QoS 1 PUBLISHes and a QoS 2 message awaiting PUBCOMP: the PUBREL goes at once with the first PUBLISH [MQTT-3.3.4-10]; one PUBLISH outstanding at a time, the next after each PUBACK, not after the PUBCOMP [MQTT-3.3.4-9]."""
+        sub = v5(self.env, "s", autoAck=False, properties={P.SESSION_EXPIRY_INTERVAL: 300})
+        subscribe(self.env, sub, "f/t", 2)
+        self.env.broker.publish("f/t", b"two", qos=2)
+        self.env.flush()
+        [two] = sub.publishes()
+        assert two.packetId is not None
+        sub.send(Pubrec(two.packetId))
+        self.env.flush()
+        self.assertEqual(sub.take(), [Pubrel(two.packetId)])
+        self.env.broker.publish("f/t", b"one-a", qos=1)
+        self.env.broker.publish("f/t", b"one-b", qos=1)
+        self.env.flush()
+        a, b = sub.publishes()
+        drop(self.env, sub)
+
+        again = v5(self.env, "s", autoAck=False, cleanStart=False,
+                   properties={P.SESSION_EXPIRY_INTERVAL: 300, P.RECEIVE_MAXIMUM: 1})
+        self.assertTrue(again.connack.sessionPresent)
+        packets = again.take()
+        self.assertEqual(len(packets), 2, packets)
+        self.assertIn(Pubrel(two.packetId), packets)
+        [resent] = [p for p in packets if isinstance(p, Publish)]
+        self.assertEqual((resent.payload, resent.packetId, resent.dup),
+                         (b"one-a", a.packetId, True))
+        # The PUBCOMP completes a message sent on the old connection: the
+        # PUBLISH sent on this one is still unacknowledged.
+        again.send(Pubcomp(two.packetId))
+        self.env.flush()
+        self.assertEqual(again.take(), [])
+        again.send(Puback(a.packetId))  # type: ignore[arg-type]
+        self.env.flush()
+        [resent] = again.publishes()
+        self.assertEqual((resent.payload, resent.packetId, resent.dup),
+                         (b"one-b", b.packetId, True))
+        self.env.broker.publish("f/t", b"new", qos=1)
+        self.env.flush()
+        self.assertEqual(again.take(), [])
+        again.send(Puback(b.packetId))  # type: ignore[arg-type]
+        self.env.flush()
+        self.assertEqual(self.payloads(again), [b"new"])
+
+    # [MQTT-4.5.0-1]
+
+    def assertKeptForClosingConnection(self, close: Any) -> None:
+        sub = v5(self.env, "s", properties={P.SESSION_EXPIRY_INTERVAL: 300})
+        subscribe(self.env, sub, "c/t", 1)
+        close(sub)
+        self.assertFalse(sub.closed)
+        self.env.broker.publish("c/t", b"in the window", qos=1)
+        self.env.flush()
+        self.assertTrue(sub.closed)
+        self.assertEqual(sub.publishes(), [])
+        again = v5(self.env, "s", cleanStart=False,
+                   properties={P.SESSION_EXPIRY_INTERVAL: 300})
+        self.assertTrue(again.connack.sessionPresent)
+        self.assertEqual([(p.topic, p.payload, p.qos) for p in again.publishes()],
+                         [("c/t", b"in the window", 1)])
+
+    def test_messageForClosingConnectionAfterDisconnect(self) -> None:
+        """A QoS 1 message for a persistent session whose client sent DISCONNECT 0x00, before the transport reports the close, is kept for the session [MQTT-4.5.0-1]."""
+
+        def disconnect(client: MQTTTestClient) -> None:
+            client.send(Disconnect(0))
+            # Deliver client -> server only: the broker handles the
+            # DISCONNECT and starts closing; the close is not reported yet.
+            pump = client.pump  # type: ignore[attr-defined]
+            pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
+
+        self.assertKeptForClosingConnection(disconnect)
+
+    def test_messageForClosingConnectionAfterCloseWith(self) -> None:
+        """The same for a connection the broker is closing (closeWith), before the close is reported [MQTT-4.5.0-1]."""
+        self.assertKeptForClosingConnection(
+            lambda client: self.env.serverFor(client).closeWith(0x98, "closed by the test"))
+
+    # [MQTT-3.2.2-8]
+
+    def test_codecErrorDuringEnhancedAuthentication(self) -> None:
+        """A PUBLISH with Topic Alias 0 (0x94) during enhanced authentication: the CONNACK carries a CONNACK reason code, 0x82 [MQTT-3.2.2-8]."""
+        self.env.factory.enhancedAuthenticators[METHOD] = ChallengeAuthenticator()
+        client = self.openV5("ea", properties=authProps(b"hello"))
+        self.assertEqual(client.take(), [Auth(0x18, authProps(b"challenge-1"))])
+        client.publish("t", b"x", properties={P.TOPIC_ALIAS: 0})
+        self.env.flush()
+        self.assertIsNone(client.decodeError)
+        self.assertRefused(client, 0x82)
+
+    def test_authFailureWithNonConnackCode(self) -> None:
+        """An authenticator's AuthFailure(0x8E), not a CONNACK reason code: CONNACK 0x87 [MQTT-3.2.2-8]."""
+        authenticator = ChallengeAuthenticator()
+        authenticator.failCode = 0x8E
+        self.env.factory.enhancedAuthenticators[METHOD] = authenticator
+        client = self.openV5("ea", properties=authProps(b"wrong"))
+        self.assertIsNone(client.decodeError)
+        self.assertRefused(client, 0x87)
+
+    # Sections 3.2.2.3.11 and 3.2.2.3.13
+
+    def test_unavailableSubscriptionFeaturesV5(self) -> None:
+        """wildcard-subscriptions no: SUBSCRIBE to a/# gets DISCONNECT 0xA2; shared-subscriptions no: $share/g/a gets DISCONNECT 0x9E (Protocol Errors, sections 3.2.2.3.11, 3.2.2.3.13)."""
+        for changes, topicFilter, code in [({"wildcardSubscriptions": False}, "a/#", 0xA2),
+                                           ({"sharedSubscriptions": False}, "$share/g/a", 0x9E)]:
+            self.newBroker(**changes)
+            client = v5(self.env, "c")
+            client.subscribe(topicFilter, 1)
+            self.env.flush()
+            self.assertDisconnected(client, code)
+
+    def test_unavailableSubscriptionFeaturesV311(self) -> None:
+        """A 3.1.1 client gets SUBACK 0x80 for either and stays connected."""
+        for changes, topicFilter in [({"wildcardSubscriptions": False}, "a/#"),
+                                     ({"sharedSubscriptions": False}, "$share/g/a")]:
+            self.newBroker(**changes)
+            client = self.env.connect("c", protocolLevel=MQTT_3_1_1)
+            packetId = client.subscribe(topicFilter, 1)
+            self.env.flush()
+            self.assertEqual(client.take(), [Suback(packetId, (0x80,))])
+            self.assertFalse(client.closed)
+
+    # [MQTT-3.14.4-3]
+
+    def test_disconnectExpiryAfterExpiryLoweredToZero(self) -> None:
+        """max-session-expiry 0: CONNECT asking 100 (CONNACK says 0), then DISCONNECT 0x00 with 50 is no Protocol Error (section 3.14.2.2.2 is about what the client sent): the will is discarded [MQTT-3.14.4-3]."""
+        self.newBroker(maxSessionExpiry=0)
+        watcher = self.watch()
+        client = v5(self.env, "c", will=Will("will/c", b"gone", 1),
+                    properties={P.SESSION_EXPIRY_INTERVAL: 100})
+        self.assertEqual(dict(client.connack.properties),
+                         {**DEFAULT_CONNACK, P.SESSION_EXPIRY_INTERVAL: 0})
+        client.send(Disconnect(0, {P.SESSION_EXPIRY_INTERVAL: 50}))
+        self.env.flush()
+        self.assertEqual(client.take(), [])
+        self.assertTrue(client.closed)
+        self.assertEqual(self.payloads(watcher), [])
+        zero = v5(self.env, "z")
+        zero.send(Disconnect(0, {P.SESSION_EXPIRY_INTERVAL: 50}))
+        self.env.flush()
+        self.assertDisconnected(zero, 0x82)
+
+    # [MQTT-4.6.0-5], [MQTT-4.6.0-6]
+
+    def test_retainedBeforeLaterLiveMessage(self) -> None:
+        """Receive Maximum 1, retained s/a, s/b, s/c, and a new QoS 1 s/a published before any PUBACK: every retained message comes before the new one, which arrives last with RETAIN 0 [MQTT-4.6.0-5], [MQTT-4.6.0-6]."""
+        for topic in ("s/a", "s/b", "s/c"):
+            self.env.broker.publish(topic, b"old " + topic.encode(), qos=1, retain=True)
+        sub = v5(self.env, "sub", autoAck=False, properties={P.RECEIVE_MAXIMUM: 1})
+        subscribe(self.env, sub, "s/#", 1)
+        pub = v5(self.env, "pub")
+        pub.publish("s/a", b"new s/a", qos=1, retain=True)
+        self.env.flush()
+        received: list[Publish] = []
+        outstanding = sub.publishes()
+        while outstanding:
+            self.assertEqual(len(outstanding), 1, outstanding)
+            [message] = outstanding
+            received.append(message)
+            sub.send(Puback(message.packetId))  # type: ignore[arg-type]
+            self.env.flush()
+            outstanding = sub.publishes()
+        self.assertEqual(len(received), 4, received)
+        self.assertEqual(sorted((p.topic, p.retain) for p in received[:3]),
+                         [("s/a", True), ("s/b", True), ("s/c", True)])
+        last = received[-1]
+        self.assertEqual((last.topic, last.payload, last.retain), ("s/a", b"new s/a", False))
+
+    # [MQTT-4.1.0-2]
+
+    def test_takeoverEndsSessionWithExpiryZero(self) -> None:
+        """A live v5 connection with Session Expiry 0 taken over with Clean Start 0: its session ends with it [MQTT-4.1.0-2] (Session Present 0, subscription gone) and its will is published; with Session Expiry 300 the session continues (Session Present 1) and the undelayed will is still published (section 3.1.3.2.2)."""
+        watcher = self.watch()
+        old = v5(self.env, "zero", will=Will("will/zero", b"zero", 1))
+        subscribe(self.env, old, "zero/t", 1)
+        new = v5(self.env, "zero", cleanStart=False)
+        self.assertDisconnected(old, 0x8E)
+        self.assertFalse(new.connack.sessionPresent)
+        self.assertEqual(self.payloads(watcher), [b"zero"])
+        self.env.broker.publish("zero/t", b"x", qos=1)
+        self.env.flush()
+        self.assertEqual(new.take(), [])
+
+        kept = {P.SESSION_EXPIRY_INTERVAL: 300}
+        old = v5(self.env, "kept", will=Will("will/kept", b"kept", 1), properties=kept)
+        subscribe(self.env, old, "kept/t", 1)
+        new = v5(self.env, "kept", cleanStart=False, properties=kept)
+        self.assertDisconnected(old, 0x8E)
+        self.assertTrue(new.connack.sessionPresent)
+        self.assertEqual(self.payloads(watcher), [b"kept"])
+        self.env.broker.publish("kept/t", b"x", qos=1)
+        self.env.flush()
+        self.assertEqual(self.payloads(new), [b"x"])
+
+    def test_takeoverEndsCleanSession311(self) -> None:
+        """A 3.1.1 clean session taken over by a Clean Session 0 connection ends with its connection [MQTT-3.1.2-6]: Session Present 0, subscription gone, will published."""
+        watcher = self.watch()
+        old = self.env.connect("o", protocolLevel=MQTT_3_1_1, cleanStart=True,
+                               will=Will("will/o", b"o", 1))
+        old.subscribe("o/t", 1)
+        self.env.flush()
+        old.take()
+        new = self.env.connect("o", protocolLevel=MQTT_3_1_1, cleanStart=False)
+        self.assertTrue(old.closed)
+        self.assertFalse(new.connack.sessionPresent)
+        self.assertEqual(self.payloads(watcher), [b"o"])
+        self.env.broker.publish("o/t", b"x", qos=1)
+        self.env.flush()
+        self.assertEqual(new.take(), [])
