@@ -94,6 +94,7 @@ class BrokerConfig:
     responseInformation: str = ""
     redirectTo: str = ""
     movedTo: str = ""
+    pluginTimeout: float = 10.0
 
     def replace(self, **changes: Any) -> BrokerConfig:
         """
@@ -203,6 +204,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("response-information", "responseInformation", "text", 0, None,
                "v5 Response Information for clients that request it; {clientId} is "
                "replaced (empty: none).",
+               "(none)"),
+    OptionSpec("plugin-timeout", "pluginTimeout", "seconds", 0.1, 3600,
+               "Seconds an authorizer's or hook's Deferred answer may take before it "
+               "fails closed.",
                "(none)"),
     OptionSpec("redirect-to", "redirectTo", "text", 0, None,
                "Refuse every client, pointing v5 clients to this server "

@@ -13,19 +13,35 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.cred.checkers import AllowAnonymousAccess, ICredentialsChecker
+from twisted.cred.portal import Portal
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 
+from mqttd.auth import CheckerChain, MQTTRealm
 from mqttd.broker import Broker
 from mqttd.config import OPTIONS, OPTIONS_BY_NAME, BrokerConfig, parseValue
+from mqttd.interfaces import IEnhancedAuthenticator, IReloadable
+from mqttd.plugin import (
+    AUTH,
+    AUTHORIZER,
+    HOOK,
+    KINDS,
+    STORE,
+    PluginError,
+    describePlugins,
+    makePlugin,
+    splitArguments,
+)
 from mqttd.protocol import MQTTServerFactory
 
 if sys.version_info >= (3, 11):
@@ -38,7 +54,7 @@ log = Logger(namespace="mqttd")
 DEFAULT_LISTEN = "tcp:1883:interface=127.0.0.1"
 
 # Keys of the configuration file that are not broker settings.
-_LISTENER_KEYS = {"listen", "allow-anonymous"}
+_LISTENER_KEYS = {"listen", "allow-anonymous", "auth", "authorizer", "hook", "store"}
 
 
 def _fail(message: str) -> SystemExit:
@@ -47,41 +63,10 @@ def _fail(message: str) -> SystemExit:
 
 def splitEndpoint(description: str) -> tuple[list[str], dict[str, str]]:
     """
-    Split an endpoint string the way Twisted does: fields separated by
-    C{:}, a backslash escaping the next character, C{key=value} fields
-    (after the first, at an unescaped C{=}) as keyword arguments.
-
-    @return: the positional fields (the first is the type) and the keyword
-        fields.
+    Split an endpoint string the way Twisted does (see
+    L{mqttd.plugin.splitArguments}, the grammar plug-in arguments share).
     """
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    current: list[str] = []
-    key: str | None = None
-    chars = iter(description)
-
-    def endField() -> None:
-        nonlocal key
-        text = "".join(current)
-        current.clear()
-        if key is not None:
-            kwargs[key] = text
-            key = None
-        else:
-            args.append(text)
-
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char == ":":
-            endField()
-        elif char == "=" and key is None and args:
-            key = "".join(current)
-            current.clear()
-        else:
-            current.append(char)
-    endField()
-    return args, kwargs
+    return splitArguments(description)
 
 
 # Endpoint arguments that name files (Twisted's ssl: and mqttd's mtls:).
@@ -259,10 +244,45 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        for kind in KINDS:
+            self[kind.option] = []
+        self.configDirectory: str | None = None
 
     def opt_listen(self, description: str) -> None:
         """Listen on this Twisted server endpoint, e.g. tcp:1883 or unix:/run/mqttd.sock (repeatable; replaces the default tcp:1883:interface=127.0.0.1)."""
         self["listen"].append(description)
+
+    def opt_auth(self, spec: str) -> None:
+        """Authenticate clients with this plug-in, NAME:key=value:... (repeatable: asked in order; see --help-auth)."""
+        self["auth"].append(spec)
+
+    def opt_authorizer(self, spec: str) -> None:
+        """Authorize clients' actions with this plug-in, NAME:key=value:... (repeatable: asked in order; see --help-authorizer)."""
+        self["authorizer"].append(spec)
+
+    def opt_hook(self, spec: str) -> None:
+        """Run this message hook plug-in, NAME:key=value:... (repeatable; see --help-hook)."""
+        self["hook"].append(spec)
+
+    def opt_store(self, spec: str) -> None:
+        """Keep sessions and messages with this store plug-in, NAME:key=value:... (see --help-store)."""
+        self["store"].append(spec)
+
+    def opt_help_auth(self) -> None:
+        """List the installed authentication plug-ins and their arguments."""
+        _printAndExit(describePlugins(AUTH))
+
+    def opt_help_authorizer(self) -> None:
+        """List the installed authorization plug-ins and their arguments."""
+        _printAndExit(describePlugins(AUTHORIZER))
+
+    def opt_help_hook(self) -> None:
+        """List the installed message hook plug-ins and their arguments."""
+        _printAndExit(describePlugins(HOOK))
+
+    def opt_help_store(self) -> None:
+        """List the installed store plug-ins and their arguments."""
+        _printAndExit(describePlugins(STORE))
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         try:
@@ -311,7 +331,8 @@ class Options(usage.Options):
                 fromFile = [fromFile]
             if not isinstance(fromFile, list) or not all(isinstance(x, str) for x in fromFile):
                 raise _fail(f"{configPath}: listen must be an array of endpoint strings")
-            listen = [resolveEndpointPaths(d, self.configDirectory) for d in fromFile]
+            base = self.configDirectory or os.getcwd()
+            listen = [resolveEndpointPaths(d, base) for d in fromFile]
         if not listen:
             listen = [DEFAULT_LISTEN]
         self["listen"] = listen
@@ -332,25 +353,121 @@ class Options(usage.Options):
                 endpoint = endpoints.serverFromString(reactor, withDefaultBacklog(description))
             except (ValueError, KeyError, TypeError) as e:
                 raise _fail(f"invalid listen endpoint {description!r}: {e}") from None
-            if not allowAnonymous and not isLocalEndpoint(description):
-                raise _fail(
-                    f"listener {description!r} is not local and has no authentication: "
-                    "configure authentication or pass --allow-anonymous"
-                )
             self.endpoints.append((description, endpoint))
+
+        self._makePlugins(fileSettings, configPath)
+        self.authenticationConfigured = bool(self.authenticators)
+        if not allowAnonymous and not self.authenticationConfigured:
+            for description, _ in self.endpoints:
+                if not isLocalEndpoint(description):
+                    raise _fail(
+                        f"listener {description!r} is not local and has no authentication: "
+                        "configure authentication (--auth) or pass --allow-anonymous"
+                    )
+
+    def _makePlugins(self, fileSettings: Mapping[str, Any], configPath: str | None) -> None:
+        """
+        Make every configured plug-in (command-line lists replace the
+        file's); a plug-in that is missing or refuses its arguments is a
+        one-line error.
+        """
+        specs: dict[str, list[str]] = {}
+        baseDirectories: dict[str, str | None] = {}
+        for kind in KINDS:
+            given = self[kind.option]
+            base = None
+            if not given and kind.option in fileSettings:
+                value = fileSettings[kind.option]
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise _fail(f"{configPath}: {kind.option} must be an array of strings")
+                given = value
+                base = self.configDirectory
+            specs[kind.option] = list(given)
+            baseDirectories[kind.option] = base
+        if len(specs["store"]) > 1:
+            raise _fail("only one --store can be configured")
+        made: dict[str, list[Any]] = {}
+        for kind in KINDS:
+            made[kind.option] = []
+            for spec in specs[kind.option]:
+                try:
+                    made[kind.option].append(
+                        makePlugin(kind, spec, baseDirectories[kind.option])
+                    )
+                except PluginError as e:
+                    raise _fail(str(e)) from None
+        self.authenticators = made["auth"]
+        self.authorizers = made["authorizer"]
+        self.hooks = made["hook"]
+        self.store = made["store"][0] if made["store"] else None
+
+
+class ReloadService(Service):
+    """
+    Re-reads reloadable plug-ins (password and ACL files...) on SIGHUP,
+    which twistd leaves alone.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet import reactor
+
+        def onSignal(signum: int, frame: Any) -> None:
+            reactor.callFromThread(self.broker.reload)  # type: ignore[attr-defined]
+
+        if hasattr(signal, "SIGHUP"):
+            self._previous = signal.signal(signal.SIGHUP, onSignal)
+
+    def stopService(self) -> Any:
+        if hasattr(signal, "SIGHUP") and self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        return super().stopService()
 
 
 def makeService(options: Options) -> IService:
     """
     Build the service tree: the broker, then one listener per endpoint.
+
+    With authentication configured every listener authenticates through a
+    C{twisted.cred} portal whose checker chain is the C{--auth} plug-ins
+    (plus anonymous access with C{--allow-anonymous}); without it, clients
+    are accepted unauthenticated on local listeners (and on all of them with
+    C{--allow-anonymous}).
     """
     top = MultiService()
-    broker = Broker(options.brokerConfig)
+    broker = Broker(options.brokerConfig, authorizers=options.authorizers)
     broker.setServiceParent(top)
+    for plugin in [*options.authenticators, *options.authorizers, *options.hooks]:
+        if IReloadable.providedBy(plugin):
+            broker.addReloadable(plugin)
+    ReloadService(broker).setServiceParent(top)
+    checkers = [a for a in options.authenticators if ICredentialsChecker.providedBy(a)]
+    enhanced = [a for a in options.authenticators if IEnhancedAuthenticator.providedBy(a)]
     for description, endpoint in options.endpoints:
-        local = isLocalEndpoint(description)
-        factory = MQTTServerFactory(
-            broker, allowAnonymous=options["allow-anonymous"] or local
-        )
+        if options.authenticationConfigured:
+            chain = list(checkers)
+            if options["allow-anonymous"]:
+                chain.append(AllowAnonymousAccess())
+            factory = MQTTServerFactory(
+                broker, portal=Portal(MQTTRealm(), [CheckerChain(chain)]),
+                enhancedAuthenticators=enhanced,
+            )
+        else:
+            local = isLocalEndpoint(description)
+            factory = MQTTServerFactory(
+                broker, allowAnonymous=options["allow-anonymous"] or local
+            )
         ListenerService(endpoint, factory, description).setServiceParent(top)
     return top
+
+
+def _printAndExit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.exit(0)

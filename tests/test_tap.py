@@ -311,7 +311,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertFails(
             ["--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0"],
             "mqttd: listener 'tcp:0' is not local and has no authentication: "
-            "configure authentication or pass --allow-anonymous",
+            "configure authentication (--auth) or pass --allow-anonymous",
         )
         options = self.parse("--listen", "tcp:0", "--allow-anonymous")
         self.assertTrue(options["allow-anonymous"])
@@ -480,7 +480,7 @@ class CommandLineErrorTests(SynchronousTestCase):
         self.assertOneLineError(
             ["--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0:interface=0.0.0.0"],
             "mqttd: listener 'tcp:0:interface=0.0.0.0' is not local and has no "
-            "authentication: configure authentication or pass --allow-anonymous",
+            "authentication: configure authentication (--auth) or pass --allow-anonymous",
         )
 
 

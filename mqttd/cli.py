@@ -1,0 +1,162 @@
+"""
+The C{mqttd} command: administration tools beside C{twistd mqttd}.
+
+C{mqttd passwd} manages password files the way C{mosquitto_passwd} does
+(same options, same file format)::
+
+    mqttd passwd [-c | -D] FILE USERNAME          (asks for the password)
+    mqttd passwd [-c] -b FILE USERNAME PASSWORD
+    mqttd passwd -U FILE                          (hash a plain-text file)
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+
+from mqttd.passwd import (
+    DEFAULT_ITERATIONS,
+    PasswordFileError,
+    PasswordHash,
+    hashPassword,
+    parsePasswordFile,
+    writePasswordFile,
+)
+
+
+class CommandError(Exception):
+    """
+    A one-line error for the user.
+    """
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mqttd", description="mqttd administration tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    passwd = commands.add_parser(
+        "passwd",
+        help="manage a password file (as mosquitto_passwd does)",
+        description="Create, update and delete users of a mosquitto-format password file "
+        "(PBKDF2-SHA512 hashes that mosquitto and mqttd both read).",
+    )
+    mode = passwd.add_mutually_exclusive_group()
+    mode.add_argument("-c", dest="create", action="store_true",
+                      help="create a new password file, overwriting an existing one")
+    mode.add_argument("-D", dest="delete", action="store_true",
+                      help="delete the user instead of setting its password")
+    mode.add_argument("-U", dest="update", action="store_true",
+                      help="hash every plain-text password of the file")
+    passwd.add_argument("-b", dest="batch", action="store_true",
+                        help="take the password from the command line")
+    passwd.add_argument("-I", "--iterations", type=int, default=DEFAULT_ITERATIONS,
+                        help=f"PBKDF2 iterations for new hashes (default {DEFAULT_ITERATIONS})")
+    passwd.add_argument("file", help="the password file")
+    passwd.add_argument("username", nargs="?", help="the user name")
+    passwd.add_argument("password", nargs="?", help="the password (with -b)")
+    return parser
+
+
+def _readUsers(path: str, allowPlain: bool = False) -> dict[str, PasswordHash | str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise CommandError(f"{path} does not exist (use -c to create it)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {path}: {e}") from None
+    try:
+        return parsePasswordFile(text, allowPlain=allowPlain)
+    except PasswordFileError as e:
+        raise CommandError(f"{path}: {e}") from None
+
+
+def _askPassword(prompt: Callable[[str], str]) -> str:
+    first = prompt("Password: ")
+    second = prompt("Reenter password: ")
+    if first != second:
+        raise CommandError("passwords do not match")
+    return first
+
+
+def _validUsername(username: str | None) -> str:
+    if not username:
+        raise CommandError("a user name is needed")
+    if ":" in username:
+        raise CommandError("a user name cannot contain ':'")
+    if any(ord(c) < 32 for c in username):
+        raise CommandError("a user name cannot contain control characters")
+    return username
+
+
+def passwd(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.getpass) -> None:
+    """
+    Run C{mqttd passwd}.
+
+    @raise CommandError: for anything the user must fix.
+    """
+    path = options.file
+    if options.iterations < 1:
+        raise CommandError("iterations must be at least 1")
+    if options.update:
+        if options.username is not None:
+            raise CommandError("-U takes only the password file")
+        users = _readUsers(path, allowPlain=True)
+        hashed = {
+            name: hashPassword(secret.encode("utf-8"), options.iterations)
+            if isinstance(secret, str) else secret
+            for name, secret in users.items()
+        }
+        writePasswordFile(path, hashed)
+        return
+    username = _validUsername(options.username)
+    if options.batch:
+        if options.password is None:
+            raise CommandError("-b needs the password on the command line")
+        password = options.password
+    elif options.password is not None:
+        raise CommandError("a password on the command line needs -b")
+    elif options.delete:
+        password = ""
+    else:
+        password = _askPassword(prompt)
+    if options.create:
+        current: dict[str, PasswordHash | str] = {}
+    else:
+        current = _readUsers(path)
+    if options.delete:
+        if username not in current:
+            raise CommandError(f"user {username!r} is not in {path}")
+        del current[username]
+    else:
+        current[username] = hashPassword(password.encode("utf-8"), options.iterations)
+    writePasswordFile(path, {k: v for k, v in current.items() if isinstance(v, PasswordHash)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    The C{mqttd} console script.
+
+    @return: the exit status (0 on success, 1 on error, 2 for bad usage).
+    """
+    options = _parser().parse_args(argv)
+    try:
+        if options.command == "passwd":
+            passwd(options)
+    except CommandError as e:
+        print(f"mqttd {options.command}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"mqttd {options.command}: {e.strerror}: {e.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print(file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
