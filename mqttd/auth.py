@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mqttd.codec import Connect
-from mqttd.interfaces import IMQTTClient
+from mqttd.interfaces import IClientInfo, IMQTTClient
 
 log = Logger(namespace="mqttd")
 
@@ -209,3 +209,24 @@ class Deny:
 
 #: The default refusal.
 DENY = Deny()
+
+
+@implementer(IClientInfo)
+class ClientInfo:
+    """
+    What authorizers and hooks learn about a connected client.
+    """
+
+    __slots__ = ("clientId", "username", "identity", "protocolLevel", "peer")
+
+    def __init__(
+        self, clientId: str, username: str | None, identity: Any, protocolLevel: int, peer: str
+    ) -> None:
+        self.clientId = clientId
+        self.username = username
+        self.identity = identity
+        self.protocolLevel = protocolLevel
+        self.peer = peer
+
+    def __repr__(self) -> str:
+        return f"<ClientInfo {self.clientId!r} user={self.username!r}>"

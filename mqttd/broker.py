@@ -596,6 +596,19 @@ class Broker(Service):
             if clientId not in self.sessions:
                 return clientId
 
+    def mayUseClientId(self, clientId: str, identity: Any) -> bool:
+        """
+        Whether a client authenticated as C{identity} may use C{clientId}:
+        a session made by an authenticated identity is bound to it, so no
+        other identity (nor an unauthenticated client) can resume, take over
+        or wipe it (catalogue AU-11, AU-12).
+        """
+        session = self.sessions.get(clientId)
+        if session is None:
+            return True
+        owner = getattr(session.identity, "key", None)
+        return owner is None or owner == getattr(identity, "key", None)
+
     def connectClient(
         self,
         protocol: MQTTServerProtocol,

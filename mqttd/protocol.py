@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -34,9 +34,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mqttd.auth import (
+    DENY,
     AuthContinue,
     AuthFailure,
     AuthSuccess,
+    ClientInfo,
+    Deny,
     UnauthenticatedClient,
     credentialsFromConnect,
 )
@@ -66,7 +69,12 @@ from mqttd.codec import (
     encode,
 )
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
-from mqttd.codec.reasons import CONNACK_REASONS, DISCONNECT_REASONS
+from mqttd.codec.reasons import (
+    CONNACK_REASONS,
+    DISCONNECT_REASONS,
+    PUBACK_REASONS,
+    SUBACK_REASONS,
+)
 from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
 from mqttd.message import Message
 from mqttd.session import InflightEntry, Session, SubscriptionOptions
@@ -81,6 +89,7 @@ _PINGRESP = b"\xd0\x00"
 
 # Reasons to stop reading a connection.
 _AUTH = "authenticating"
+_DECISION = "awaiting an authorizer"
 _OUTPUT = "output buffer full"
 _THROTTLE = "throttled"
 
@@ -164,6 +173,11 @@ class MQTTServerProtocol(Protocol):
         # QoS 1/2 PUBLISHes sent on this connection and not acknowledged:
         # the send quota of section 4.9 (the in-flight window).
         self._inFlight = 0
+        # Receive authorization (with authorizers only): answers that came
+        # as Deferreds and were not used yet, and topics still being asked.
+        self._receiveChain = self.broker.authorizer
+        self._receiveAnswers: dict[str, Any] = {}
+        self._receivePending: set[str] = set()
         self._throttling: set[MQTTServerProtocol] = set()
         self._throttledBy = 0
         self._stalled = False
@@ -609,6 +623,29 @@ class MQTTServerProtocol(Protocol):
             return
         if identity is None:
             return self._refuse(0x87, "not authorized")
+        username = getattr(identity, "username", None)
+        self.clientInfo = ClientInfo(
+            self.clientId, username, identity, self._level, self.peerDescription()
+        )
+        if not self.broker.mayUseClientId(self.clientId, identity):
+            # With authentication on, a session belongs to the identity that
+            # made it: nobody else may resume, take over or wipe it.
+            return self._refuse(0x87, "the client id belongs to another identity", 0x05)
+        chain = self.broker.authorizer
+        answer = True if chain is None else chain.connect(self.clientInfo)
+        if isinstance(answer, Deferred):
+            answer.addCallback(self._connectDecided, identity, authenticationData)
+            return
+        self._connectDecided(answer, identity, authenticationData)
+
+    def _connectDecided(
+        self, answer: Any, identity: Any, authenticationData: bytes | None
+    ) -> None:
+        if self._closing:
+            return
+        if answer is not True:
+            deny = answer if isinstance(answer, Deny) else DENY
+            return self._refuse(deny.reasonCode, deny.reason, 0x05)
         try:
             self._completeConnect(identity, authenticationData)
         except Exception:
@@ -826,8 +863,33 @@ class MQTTServerProtocol(Protocol):
                 self.transport.write(encode(Pubrel(packetId), self._level))
             else:
                 self._resend.append(packetId)
+        if present and self._receiveChain is not None:
+            self._reauthorizeSubscriptions(session)
         self._pump()
         self.broker.drainSharedQueues(session)
+
+    def _reauthorizeSubscriptions(self, session: Session) -> None:
+        """
+        Ask the authorizers again about the subscriptions of a resumed
+        session and drop the ones now denied (catalogue AU-10; deliveries
+        are checked one by one anyway).
+        """
+        chain = self._receiveChain
+        assert chain is not None
+        for fullFilter, options in list(session.subscriptions.items()):
+            answer = chain.subscribe(self.clientInfo, options.topicFilter, options.qos)
+            if isinstance(answer, Deferred):
+                answer.addCallback(self._resubscribeDecided, session, fullFilter, options)
+            else:
+                self._resubscribeDecided(answer, session, fullFilter, options)
+
+    def _resubscribeDecided(
+        self, answer: Any, session: Session, fullFilter: str, options: SubscriptionOptions
+    ) -> None:
+        if answer is not True and session.subscriptions.get(fullFilter) is options:
+            self.broker.removeSubscription(session, fullFilter)
+            log.info("{clientId!r}: subscription {filter!r} no longer authorized, removed",
+                     clientId=self.clientId, filter=fullFilter)
 
     # -- PUBLISH from the client ------------------------------------------------
 
@@ -882,6 +944,57 @@ class MQTTServerProtocol(Protocol):
         elif tooDeep:
             self.broker.counters.messagesDropped += 1
             return
+        chain = self.broker.authorizer
+        if chain is not None:
+            answer = chain.publish(self.clientInfo, topic, qos, retain)
+            if answer is not True:
+                if isinstance(answer, Deferred):
+                    # Read nothing more until the answer is in (order kept).
+                    self._pauseReading(_DECISION)
+                    answer.addCallback(self._decidedLater, self._publishDecided, packet,
+                                       topic, retain)
+                else:
+                    self._publishDenied(packet, answer)
+                return
+        self._acceptPublish(packet, topic, retain)
+
+    def _publishDecided(self, answer: Any, packet: Publish, topic: str, retain: bool) -> None:
+        if answer is True:
+            self._acceptPublish(packet, topic, retain)
+        else:
+            self._publishDenied(packet, answer)
+
+    def _publishDenied(self, packet: Publish, answer: Any) -> None:
+        """
+        Refuse a PUBLISH the authorizers denied: v5 QoS 1/2 are told the
+        reason code; 3.1.x gets a positive acknowledgement [MQTT-3.3.5-2]
+        (and nothing is delivered); QoS 0 is dropped.
+        """
+        deny = answer if isinstance(answer, Deny) else DENY
+        qos = packet.qos
+        if not qos:
+            return
+        packetId: int = packet.packetId  # type: ignore[assignment]
+        ack = 0x40 if qos == 1 else 0x50
+        if self._v5:
+            code = deny.reasonCode if deny.reasonCode in PUBACK_REASONS else 0x87
+            self._writeAck(ack, packetId, code, deny.reason)
+            return
+        if qos == 2:
+            assert self.session is not None
+            self.session.awaitingRel.add(packetId)
+        self.transport.write(bytes((ack, 2)) + packetId.to_bytes(2, "big"))
+
+    def _acceptPublish(self, packet: Publish, topic: str, retain: bool) -> None:
+        """
+        Take an allowed PUBLISH: retain it, acknowledge it, deliver it.
+        """
+        session = self.session
+        assert session is not None
+        qos = packet.qos
+        props = packet.properties
+        packetId: int = packet.packetId or 0
+        ack = 0x40 if qos == 1 else 0x50
         broker = self.broker
         if props:
             message = broker.makeMessage(topic, packet.payload, qos, retain, props,
@@ -988,53 +1101,128 @@ class MQTTServerProtocol(Protocol):
                 if not config.subscriptionIdentifiers:
                     raise ProtocolError("subscription identifiers are not supported", 0xA1)
                 subscriptionId = ids[0]
-        codes = []
-        replays = []
-        problems = []
-        sharedAdded = False
+        # Each filter is either refused at once (reason code, reason) or
+        # planned, then put to the authorizers.
+        planned: list[_Refusal | _SubscribePlan] = []
+        added = 0
         for request in packet.subscriptions:
             fullFilter = request.topicFilter
             refusal = None
             try:
                 group, topicFilter = broker.checkFilter(fullFilter)
             except InvalidTopic as e:
-                refusal = (0x8F, f"invalid topic filter: {e}")
+                refusal = _Refusal(0x8F, f"invalid topic filter: {e}")
             else:
                 if group is not None and request.noLocal:
                     # [MQTT-3.8.3-4]
                     raise ProtocolError("No Local on a shared subscription")
-                existing = session.subscriptions.get(fullFilter)
+                isNew = fullFilter not in session.subscriptions
                 if group is not None and not config.sharedSubscriptions:
-                    refusal = (0x9E, "shared subscriptions are not supported")
+                    refusal = _Refusal(0x9E, "shared subscriptions are not supported")
                 elif not config.wildcardSubscriptions and (
                     "+" in topicFilter or "#" in topicFilter
                 ):
-                    refusal = (0xA2, "wildcard subscriptions are not supported")
+                    refusal = _Refusal(0xA2, "wildcard subscriptions are not supported")
                 if refusal is not None and v5:
                     # The CONNACK said so: sections 3.2.2.3.11 and 3.2.2.3.13
                     # make it a Protocol Error, reported with this code.
-                    raise ProtocolError(refusal[1], refusal[0])
-                elif existing is None and len(session.subscriptions) >= config.maxSubscriptions:
-                    refusal = (0x97, "too many subscriptions")
+                    raise ProtocolError(refusal.reason, refusal.code)
+                elif isNew and len(session.subscriptions) + added >= config.maxSubscriptions:
+                    refusal = _Refusal(0x97, "too many subscriptions")
+                elif isNew:
+                    added += 1
             if refusal is not None:
                 if level == MQTT_3_1:
                     # 3.1 has no failure return code: refuse by closing.
-                    raise ProtocolError(refusal[1], refusal[0])
-                codes.append(refusal[0] if v5 else 0x80)
-                problems.append(refusal[1])
+                    raise ProtocolError(refusal.reason, refusal.code)
+                planned.append(refusal)
                 continue
-            qos = min(request.qos, config.maximumQos)
+            planned.append(_SubscribePlan(
+                request, fullFilter, group, topicFilter, isNew,
+                min(request.qos, config.maximumQos),
+            ))
+        chain = broker.authorizer
+        if chain is None:
+            self._subscribeDecided(None, packet, planned, subscriptionId)
+            return
+        answers = [
+            chain.subscribe(self.clientInfo, item.topicFilter, item.qos)
+            if isinstance(item, _SubscribePlan) else True
+            for item in planned
+        ]
+        if not any(isinstance(answer, Deferred) for answer in answers):
+            self._subscribeDecided(answers, packet, planned, subscriptionId)
+            return
+        # Some answers come later: read nothing more until they are in.
+        self._pauseReading(_DECISION)
+        gatherResults([
+            answer if isinstance(answer, Deferred) else succeed(answer) for answer in answers
+        ]).addCallback(self._decidedLater, self._subscribeDecided, packet, planned,
+                       subscriptionId)
+
+    def _decidedLater(self, answers: Any, continuation: Callable[..., None],
+                      *args: Any) -> None:
+        """
+        Carry on with a packet whose authorization answer came as a
+        Deferred, then read on.
+        """
+        if self._closing:
+            return
+        try:
+            continuation(answers, *args)
+        except ProtocolError as e:
+            self._protocolError(e)
+        except Exception:
+            log.failure("error handling a packet from {clientId!r}", clientId=self.clientId)
+            self.closeWith(0x83, "internal error")
+        self._resumeReading(_DECISION)
+
+    def _subscribeDecided(
+        self,
+        answers: list[Any] | None,
+        packet: Subscribe,
+        planned: list[_Refusal | _SubscribePlan],
+        subscriptionId: int | None,
+    ) -> None:
+        """
+        Add the subscriptions the authorizers allowed and send the SUBACK.
+        """
+        session = self.session
+        if session is None:
+            return
+        broker = self.broker
+        v5 = self._v5
+        codes = []
+        replays = []
+        problems = []
+        sharedAdded = False
+        for index, item in enumerate(planned):
+            if isinstance(item, _Refusal):
+                codes.append(item.code if v5 else 0x80)
+                problems.append(item.reason)
+                continue
+            answer = True if answers is None else answers[index]
+            if answer is not True:
+                deny = answer if isinstance(answer, Deny) else DENY
+                if self._level == MQTT_3_1:
+                    raise ProtocolError(f"subscription to {item.topicFilter!r} not authorized",
+                                        0x87)
+                codes.append((deny.reasonCode if deny.reasonCode in SUBACK_REASONS else 0x87)
+                             if v5 else 0x80)
+                problems.append(deny.reason)
+                continue
+            request = item.request
             options = SubscriptionOptions(
-                topicFilter, qos, request.noLocal, request.retainAsPublished,
-                request.retainHandling, subscriptionId, group,
+                item.topicFilter, item.qos, request.noLocal, request.retainAsPublished,
+                request.retainHandling, subscriptionId, item.group,
             )
-            broker.addSubscription(session, fullFilter, options)
-            codes.append(qos)
-            sharedAdded = sharedAdded or group is not None
+            broker.addSubscription(session, item.fullFilter, options)
+            codes.append(item.qos)
+            sharedAdded = sharedAdded or item.group is not None
             # Retained messages: not for shared subscriptions; Retain
             # Handling 1 only for a new subscription, 2 never.
-            if group is None and (
-                request.retainHandling == 0 or (request.retainHandling == 1 and existing is None)
+            if item.group is None and (
+                request.retainHandling == 0 or (request.retainHandling == 1 and item.isNew)
             ):
                 replays.append(options)
         suback = self._encodeReply(
@@ -1132,6 +1320,14 @@ class MQTTServerProtocol(Protocol):
             and (not qos or (self._inFlight < self._sendWindow
                              and len(session.inflight) < 0xFFFF))
         ):
+            if self._receiveChain is not None:
+                allowed = self._mayReceive(message)
+                if allowed is False:
+                    return
+                if allowed is None:
+                    # The answer comes later: wait in the queue, in order.
+                    session.forceEnqueue((message, qos, retain, subscriptionIds, group))
+                    return
             self._write(message, qos, retain, subscriptionIds, group)
             return
         delivery = (message, qos, retain, subscriptionIds, group)
@@ -1231,6 +1427,37 @@ class MQTTServerProtocol(Protocol):
             self._inFlight -= 1
         self._progress()
 
+    def _mayReceive(self, message: Message) -> bool | None:
+        """
+        Ask the authorizers whether this client may receive C{message}.
+
+        @return: C{True}, C{False}, or L{None} when the answer is a Deferred
+            still on its way (L{_pump} is called again when it arrives).
+        """
+        topic = message.topic
+        known = self._receiveAnswers.pop(topic, None)
+        if known is not None:
+            return known is True
+        if topic in self._receivePending:
+            return None
+        chain = self._receiveChain
+        assert chain is not None
+        answer = chain.receive(self.clientInfo, topic, message.qos, message.retain)
+        if answer is True:
+            return True
+        if not isinstance(answer, Deferred):
+            return False
+        self._receivePending.add(topic)
+        answer.addCallback(self._receiveDecided, topic)
+        return None
+
+    def _receiveDecided(self, answer: Any, topic: str) -> None:
+        self._receivePending.discard(topic)
+        if self._closing:
+            return
+        self._receiveAnswers[topic] = answer
+        self._pump()
+
     def _progress(self) -> None:
         """
         An acknowledgement freed a slot of the in-flight window.
@@ -1254,12 +1481,26 @@ class MQTTServerProtocol(Protocol):
         resend = self._resend
         replays = self._replays
         sent = False
+        checking = self._receiveChain is not None
         while resend and self._writable and self._inFlight < window:
-            packetId = resend.popleft()
+            packetId = resend[0]
             entry = inflight.get(packetId)
-            if entry is not None:
-                self._resendInflight(packetId, entry)
-                sent = True
+            if entry is None:
+                resend.popleft()
+                continue
+            if checking:
+                # Access may have been revoked since it was first sent
+                # (catalogue AU-10).
+                allowed = self._mayReceive(entry.message)
+                if allowed is None:
+                    break
+                if not allowed:
+                    resend.popleft()
+                    session.removeInflight(packetId)
+                    continue
+            resend.popleft()
+            self._resendInflight(packetId, entry)
+            sent = True
         while not resend and self._writable:
             if replays and not self._beforeReplays:
                 replay = replays[0]
@@ -1273,6 +1514,13 @@ class MQTTServerProtocol(Protocol):
                 qos = message.qos if message.qos < options.qos else options.qos
                 if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                     break
+                if checking:
+                    allowed = self._mayReceive(message)
+                    if allowed is None:
+                        break
+                    if not allowed:
+                        replay[2] = None
+                        continue
                 replay[2] = None
                 self._write(message, qos, True, options.subscriptionIds)
                 sent = True
@@ -1282,6 +1530,15 @@ class MQTTServerProtocol(Protocol):
             message, qos, retain, subscriptionIds, group = queue[0]
             if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                 break
+            if checking:
+                allowed = self._mayReceive(message)
+                if allowed is None:
+                    break
+                if not allowed:
+                    session.popQueued()
+                    if self._beforeReplays:
+                        self._beforeReplays -= 1
+                    continue
             session.popQueued()
             if self._beforeReplays:
                 self._beforeReplays -= 1
@@ -1375,6 +1632,24 @@ class MQTTServerProtocol(Protocol):
             publisher._throttledBy -= 1
             if publisher._throttledBy == 0 and not publisher._closing:
                 self._clock.callLater(0, publisher._resumeReading, _THROTTLE)
+
+
+class _Refusal(NamedTuple):
+    """A subscription refused before authorization: reason code and why."""
+
+    code: int
+    reason: str
+
+
+class _SubscribePlan(NamedTuple):
+    """A subscription about to be authorized."""
+
+    request: Any
+    fullFilter: str
+    group: str | None
+    topicFilter: str
+    isNew: bool
+    qos: int
 
 
 class MQTTServerFactory(Factory):
