@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -22,7 +23,8 @@ from mqttd.authorization import AuthorizerChain
 from mqttd.codec.packets import MQTT_5, Will
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
 from mqttd.config import BrokerConfig
-from mqttd.interfaces import IAuthorizer, IReloadable
+from mqttd.hooks import Drop, HookChain
+from mqttd.interfaces import IAuthorizer, IMessageHook, IReloadable
 from mqttd.message import Message, forwardedProperties
 from mqttd.session import NEVER_EXPIRES, Session, SubscriptionOptions
 from mqttd.topics import (
@@ -62,6 +64,7 @@ class Counters:
         "messagesDropped",
         "connectionsTotal",
         "connectionsRefused",
+        "onDrop",
     )
 
     def __init__(self) -> None:
@@ -70,6 +73,17 @@ class Counters:
         self.messagesDropped = 0
         self.connectionsTotal = 0
         self.connectionsRefused = 0
+        #: Called with (client id, message, reason) for each drop, if set
+        #: (the broker sets it when hooks want to hear about drops).
+        self.onDrop: Callable[[str, Message, str], None] | None = None
+
+    def dropped(self, clientId: str, message: Message, reason: str) -> None:
+        """
+        Count a message dropped for a client (and tell the hooks).
+        """
+        self.messagesDropped += 1
+        if self.onDrop is not None:
+            self.onDrop(clientId, message, reason)
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,7 @@ class Broker(Service):
         config: BrokerConfig | None = None,
         clock: IReactorTime | None = None,
         authorizers: Iterable[IAuthorizer] = (),
+        hooks: Iterable[IMessageHook] = (),
     ) -> None:
         """
         @param config: the settings (defaults for everything not given).
@@ -161,6 +176,7 @@ class Broker(Service):
         @param authorizers: L{IAuthorizer} providers asked in order about
             every connect, publish, subscribe and delivery; with none,
             everything is allowed.
+        @param hooks: L{IMessageHook} providers, in order.
         """
         if config is None:
             config = BrokerConfig()
@@ -189,6 +205,14 @@ class Broker(Service):
             AuthorizerChain(authorizerList, self.clock, config.pluginTimeout)
             if authorizerList else None
         )
+        hookList = list(hooks)
+        #: The message hooks, or L{None} without any.
+        self.hooks: HookChain | None = None
+        if hookList:
+            chain = self.hooks = HookChain(hookList, self.clock, config.pluginTimeout)
+            self.counters.onDrop = lambda clientId, message, reason: chain.event(
+                "messageDropped", clientId, message, reason
+            )
         self._reloadables: list[IReloadable] = []
 
     # -- embedding API ------------------------------------------------------
@@ -215,9 +239,36 @@ class Broker(Service):
             raise ValueError(f"invalid QoS {qos}")
         if not self.config.retainAvailable:
             retain = False
+        return self.routeIntercepted(
+            None,
+            self.makeMessage(topic, bytes(payload), qos, retain, properties or NO_PROPERTIES,
+                             None),
+        )
+
+    def routeIntercepted(self, client: Any, message: Message) -> int:
+        """
+        Route a message that did not come from a client connection (an
+        in-process publish, a will) after the inbound hooks saw it.
+
+        @return: how many subscriptions it reached now (0 if a hook dropped
+            it, or will answer later).
+        """
+        hooks = self.hooks
+        if hooks is not None:
+            answer = hooks.publish(client, message)
+            if isinstance(answer, Deferred):
+                answer.addCallback(self._routeAnswer)
+                return 0
+            if isinstance(answer, Drop):
+                return 0
+            message = answer
         self.counters.messagesIn += 1
-        return self.route(self.makeMessage(topic, bytes(payload), qos, retain,
-                                           properties or NO_PROPERTIES, None))
+        return self.route(message)
+
+    def _routeAnswer(self, answer: Any) -> None:
+        if isinstance(answer, Message):
+            self.counters.messagesIn += 1
+            self.route(answer)
 
     def subscribe(
         self, topicFilter: str, callback: Callable[[Message], object], qos: int = 0
@@ -491,7 +542,8 @@ class Broker(Service):
         if message.qos and len(group.queue) < self.config.maxQueuedMessages:
             group.queue.append(message)
             return True
-        self.counters.messagesDropped += 1
+        self.counters.dropped(f"$share/{group.name}/{group.topicFilter}", message,
+                              "no member of the shared group can take it")
         return False
 
     def drainSharedQueues(self, session: Session) -> None:
@@ -725,6 +777,8 @@ class Broker(Service):
         if self.sessions.get(session.clientId) is not session or session.connection is not None:
             return
         log.info("session {clientId!r} expired", clientId=session.clientId)
+        if self.hooks is not None:
+            self.hooks.event("sessionExpired", session.clientId)
         # The will is sent at the earlier of will delay and session end
         # [MQTT-3.1.3-9].
         pending = self._pendingWills.pop(session.clientId, None)
@@ -751,12 +805,13 @@ class Broker(Service):
         """
         Publish a client's will message.
         """
-        self.counters.messagesIn += 1
         props = will.properties
         if props and PropertyId.WILL_DELAY_INTERVAL in props:
             props = {k: v for k, v in props.items() if k != PropertyId.WILL_DELAY_INTERVAL}
         retain = will.retain and self.config.retainAvailable
-        self.route(self.makeMessage(will.topic, will.payload, will.qos, retain, props, clientId))
+        self.routeIntercepted(
+            None, self.makeMessage(will.topic, will.payload, will.qos, retain, props, clientId)
+        )
 
     def validateWillTopic(self, topic: str) -> None:
         """

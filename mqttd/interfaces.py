@@ -202,3 +202,64 @@ class IAuthorizer(Interface):
         for every delivery, so an ACL change also applies to stored
         subscriptions and queued messages.
         """
+
+
+# -- message hooks ----------------------------------------------------------------
+
+
+class IMessageHook(Interface):
+    """
+    Sees, and may change or drop, the messages that pass through the
+    broker, and hears about clients' lifecycle events.  Subclass
+    L{mqttd.hooks.MessageHook} to implement only the methods you need.
+
+    The interceptors (L{onPublish}, L{onDeliver}) answer the message (the
+    one given, or a changed copy from C{message.replace(...)}), a
+    L{mqttd.hooks.Drop}, or a C{Deferred} firing with one; with several
+    hooks each gets what the previous one answered.  An exception, a failed
+    Deferred or a timeout drops the message (fail closed).  A plain answer
+    is the fast path.  The events return nothing; their exceptions are
+    logged.
+    """
+
+    def onPublish(client: IClientInfo | None, message: Any) -> Any:
+        """
+        An application message arrives (C{client} is L{None} for messages
+        published in-process and wills), before it is retained or routed.
+        """
+
+    def onDeliver(client: IClientInfo, message: Any) -> Any:
+        """
+        A message is about to be sent to one subscriber.
+        """
+
+    def connected(client: IClientInfo) -> None:
+        """
+        A client's CONNECT was accepted.
+        """
+
+    def disconnected(client: IClientInfo, reason: str) -> None:
+        """
+        A connected client's connection ended, for C{reason}.
+        """
+
+    def subscribed(client: IClientInfo, topicFilter: str, qos: int) -> None:
+        """
+        A subscription was added (C{topicFilter} as sent, C{qos} granted).
+        """
+
+    def unsubscribed(client: IClientInfo, topicFilter: str) -> None:
+        """
+        A subscription was removed by UNSUBSCRIBE.
+        """
+
+    def sessionExpired(clientId: str) -> None:
+        """
+        An offline session reached its expiry and was discarded.
+        """
+
+    def messageDropped(clientId: str, message: Any, reason: str) -> None:
+        """
+        A message for a session was dropped (queue limits, a stalled
+        subscriber, expiry, the client's Maximum Packet Size, a hook).
+        """

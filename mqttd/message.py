@@ -103,12 +103,26 @@ class Message:
             f"{len(self.payload)} bytes>"
         )
 
-    def withRetain(self, retain: bool) -> Message:
+    def replace(
+        self,
+        *,
+        topic: str | None = None,
+        payload: bytes | None = None,
+        qos: int | None = None,
+        retain: bool | None = None,
+        properties: Properties | None = None,
+    ) -> Message:
         """
-        A copy with another RETAIN flag (the retained copy of a message).
+        A copy with some fields changed (what a hook returns to change a
+        message; the original is never modified, its encodings are cached).
         """
         return Message(
-            self.topic, self.payload, self.qos, retain, self.properties, self.senderId,
+            self.topic if topic is None else topic,
+            self.payload if payload is None else payload,
+            self.qos if qos is None else qos,
+            self.retain if retain is None else retain,
+            self.properties if properties is None else properties,
+            self.senderId,
             self.expiresAt,
         )
 

@@ -75,6 +75,7 @@ from mqttd.codec.reasons import (
     PUBACK_REASONS,
     SUBACK_REASONS,
 )
+from mqttd.hooks import Drop
 from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
 from mqttd.message import Message
 from mqttd.session import InflightEntry, Session, SubscriptionOptions
@@ -173,11 +174,13 @@ class MQTTServerProtocol(Protocol):
         # QoS 1/2 PUBLISHes sent on this connection and not acknowledged:
         # the send quota of section 4.9 (the in-flight window).
         self._inFlight = 0
-        # Receive authorization (with authorizers only): answers that came
-        # as Deferreds and were not used yet, and topics still being asked.
+        # Receive authorization and outbound hooks (only when configured):
+        # answers that came as Deferreds and were not used yet, and the
+        # messages (by id) still waiting for one.
         self._receiveChain = self.broker.authorizer
-        self._receiveAnswers: dict[str, Any] = {}
-        self._receivePending: set[str] = set()
+        self._checking = self._receiveChain is not None or self.broker.hooks is not None
+        self._prepared: dict[int, Any] = {}
+        self._preparing: set[int] = set()
         self._throttling: set[MQTTServerProtocol] = set()
         self._throttledBy = 0
         self._stalled = False
@@ -271,6 +274,8 @@ class MQTTServerProtocol(Protocol):
                 clientId=self.clientId,
                 reason=self._closeReason,
             )
+            if self.broker.hooks is not None:
+                self.broker.hooks.event("disconnected", self.clientInfo, self._closeReason)
         self._decoder = None  # type: ignore[assignment]
 
     def detach(self, reason: str) -> None:
@@ -863,6 +868,8 @@ class MQTTServerProtocol(Protocol):
                 self.transport.write(encode(Pubrel(packetId), self._level))
             else:
                 self._resend.append(packetId)
+        if self.broker.hooks is not None:
+            self.broker.hooks.event("connected", self.clientInfo)
         if present and self._receiveChain is not None:
             self._reauthorizeSubscriptions(session)
         self._pump()
@@ -970,7 +977,7 @@ class MQTTServerProtocol(Protocol):
         reason code; 3.1.x gets a positive acknowledgement [MQTT-3.3.5-2]
         (and nothing is delivered); QoS 0 is dropped.
         """
-        deny = answer if isinstance(answer, Deny) else DENY
+        deny = answer if isinstance(answer, Deny | Drop) else DENY
         qos = packet.qos
         if not qos:
             return
@@ -989,18 +996,44 @@ class MQTTServerProtocol(Protocol):
         """
         Take an allowed PUBLISH: retain it, acknowledge it, deliver it.
         """
-        session = self.session
-        assert session is not None
         qos = packet.qos
         props = packet.properties
-        packetId: int = packet.packetId or 0
-        ack = 0x40 if qos == 1 else 0x50
         broker = self.broker
         if props:
             message = broker.makeMessage(topic, packet.payload, qos, retain, props,
                                          self.clientId)
         else:
             message = Message(topic, packet.payload, qos, retain, NO_PROPERTIES, self.clientId)
+        hooks = broker.hooks
+        if hooks is not None:
+            answer = hooks.publish(self.clientInfo, message)
+            if isinstance(answer, Deferred):
+                self._pauseReading(_DECISION)
+                answer.addCallback(self._decidedLater, self._publishIntercepted, packet)
+                return
+            if isinstance(answer, Drop):
+                self._publishDenied(packet, answer)
+                return
+            message = answer
+        self._routePublish(packet, message)
+
+    def _publishIntercepted(self, answer: Any, packet: Publish) -> None:
+        if isinstance(answer, Message):
+            self._routePublish(packet, answer)
+        else:
+            self._publishDenied(packet, answer)
+
+    def _routePublish(self, packet: Publish, message: Message) -> None:
+        """
+        Retain, acknowledge and deliver an accepted message.
+        """
+        session = self.session
+        assert session is not None
+        qos = packet.qos
+        packetId: int = packet.packetId or 0
+        ack = 0x40 if qos == 1 else 0x50
+        broker = self.broker
+        retain = message.retain
         if retain and not broker.storeRetained(message):
             if self._v5 and qos:
                 # max-retained-messages: refused as a whole, so that the
@@ -1009,7 +1042,7 @@ class MQTTServerProtocol(Protocol):
                 return
             # 3.1.x, or v5 QoS 0: delivered, not retained.
         broker.counters.messagesIn += 1
-        found, groups = broker.match(topic)
+        found, groups = broker.match(message.topic)
         if qos:
             # PUBACK (QoS 1) or PUBREC (QoS 2) before any copy of the message
             # goes out, so a client subscribed to its own topic sees the
@@ -1218,6 +1251,8 @@ class MQTTServerProtocol(Protocol):
             )
             broker.addSubscription(session, item.fullFilter, options)
             codes.append(item.qos)
+            if broker.hooks is not None:
+                broker.hooks.event("subscribed", self.clientInfo, item.fullFilter, item.qos)
             sharedAdded = sharedAdded or item.group is not None
             # Retained messages: not for shared subscriptions; Retain
             # Handling 1 only for a new subscription, 2 never.
@@ -1243,9 +1278,12 @@ class MQTTServerProtocol(Protocol):
         session = self.session
         assert session is not None
         codes = []
+        hooks = self.broker.hooks
         for fullFilter in packet.topicFilters:
             existed = self.broker.removeSubscription(session, fullFilter)
             codes.append(0x00 if existed else 0x11)
+            if existed and hooks is not None:
+                hooks.event("unsubscribed", self.clientInfo, fullFilter)
         self._writeLimited(encode(Unsuback(packet.packetId, tuple(codes)), self._level),
                            "UNSUBACK")
 
@@ -1320,21 +1358,21 @@ class MQTTServerProtocol(Protocol):
             and (not qos or (self._inFlight < self._sendWindow
                              and len(session.inflight) < 0xFFFF))
         ):
-            if self._receiveChain is not None:
-                allowed = self._mayReceive(message)
-                if allowed is False:
+            if self._checking:
+                prepared = self._prepare(message)
+                if prepared is False:
                     return
-                if allowed is None:
+                if prepared is None:
                     # The answer comes later: wait in the queue, in order.
                     session.forceEnqueue((message, qos, retain, subscriptionIds, group))
                     return
+                message = prepared  # type: ignore[assignment]
             self._write(message, qos, retain, subscriptionIds, group)
             return
         delivery = (message, qos, retain, subscriptionIds, group)
         if self._stalled:
             if not qos:
-                session.dropped += 1
-                self.broker.counters.messagesDropped += 1
+                session.drop(message, "subscriber stalled")
                 return
             if session.enqueue(delivery, self._config.maxQueuedMessages,
                                self._config.maxQueuedBytes):
@@ -1356,11 +1394,13 @@ class MQTTServerProtocol(Protocol):
         Write one PUBLISH (assigning a packet id for QoS 1/2, and a topic
         alias when the v5 client accepts them).
         """
+        session = self.session
+        assert session is not None
         now = None
         if message.expiresAt is not None:
             now = self._clock.seconds()
             if message.expiresAt <= now:
-                self.broker.counters.messagesDropped += 1
+                session.drop(message, "expired")
                 return
         alias = 0
         known = False
@@ -1378,7 +1418,7 @@ class MQTTServerProtocol(Protocol):
         )
         if len(prefix) + len(suffix) + (2 if qos else 0) > self._peerMaxPacket:
             # Too large for this client [MQTT-3.1.2-25]: dropped for it alone.
-            self.broker.counters.messagesDropped += 1
+            session.drop(message, "larger than the client's maximum packet size")
             return
         if alias and not known:
             self._outAliases[message.topic] = alias
@@ -1386,8 +1426,6 @@ class MQTTServerProtocol(Protocol):
         if not qos:
             self.transport.write(prefix + suffix)
             return
-        session = self.session
-        assert session is not None
         packetId = session.allocatePacketId()
         entry = InflightEntry(message, qos, retain, subscriptionIds, group)
         entry.sentOn = self
@@ -1409,7 +1447,7 @@ class MQTTServerProtocol(Protocol):
         assert session is not None
         if len(prefix) + len(suffix) + 2 > self._peerMaxPacket:
             session.removeInflight(packetId)
-            self.broker.counters.messagesDropped += 1
+            session.drop(entry.message, "larger than the client's maximum packet size")
             return
         entry.sentOn = self
         self._inFlight += 1
@@ -1427,35 +1465,69 @@ class MQTTServerProtocol(Protocol):
             self._inFlight -= 1
         self._progress()
 
-    def _mayReceive(self, message: Message) -> bool | None:
+    def _prepare(self, message: Message, intercept: bool = True) -> Message | bool | None:
         """
-        Ask the authorizers whether this client may receive C{message}.
+        Run the receive authorization and (unless C{intercept} is false)
+        the outbound hooks for one delivery to this client.
 
-        @return: C{True}, C{False}, or L{None} when the answer is a Deferred
-            still on its way (L{_pump} is called again when it arrives).
+        @return: the message to send (a hook may have changed it), C{False}
+            to skip it, or L{None} when an answer is a Deferred still on its
+            way (L{_pump} runs again when it arrives).
         """
-        topic = message.topic
-        known = self._receiveAnswers.pop(topic, None)
+        key = id(message)
+        known = self._prepared.pop(key, None)
         if known is not None:
-            return known is True
-        if topic in self._receivePending:
+            return known
+        if key in self._preparing:
             return None
-        chain = self._receiveChain
-        assert chain is not None
-        answer = chain.receive(self.clientInfo, topic, message.qos, message.retain)
-        if answer is True:
-            return True
-        if not isinstance(answer, Deferred):
-            return False
-        self._receivePending.add(topic)
-        answer.addCallback(self._receiveDecided, topic)
-        return None
+        result = self._decideDelivery(message, intercept)
+        if isinstance(result, Deferred):
+            self._preparing.add(key)
+            result.addCallback(self._prepareDone, key)
+            return None
+        return result
 
-    def _receiveDecided(self, answer: Any, topic: str) -> None:
-        self._receivePending.discard(topic)
+    def _decideDelivery(
+        self, message: Message, intercept: bool
+    ) -> Message | bool | Deferred[Any]:
+        chain = self._receiveChain
+        if chain is not None:
+            answer = chain.receive(self.clientInfo, message.topic, message.qos, message.retain)
+            if isinstance(answer, Deferred):
+                return answer.addCallback(self._afterAuthorization, message, intercept)
+            if answer is not True:
+                return False
+        return self._intercept(message, intercept)
+
+    def _afterAuthorization(
+        self, answer: Any, message: Message, intercept: bool
+    ) -> Message | bool | Deferred[Any]:
+        if answer is not True:
+            return False
+        return self._intercept(message, intercept)
+
+    def _intercept(self, message: Message, intercept: bool) -> Message | bool | Deferred[Any]:
+        hooks = self.broker.hooks
+        if hooks is None or not intercept:
+            return message
+        answer = hooks.deliver(self.clientInfo, message)
+        if isinstance(answer, Deferred):
+            return answer.addCallback(self._intercepted, message)
+        return self._intercepted(answer, message)
+
+    def _intercepted(self, answer: Any, message: Message) -> Message | bool:
+        if isinstance(answer, Message):
+            return answer
+        hooks = self.broker.hooks
+        if hooks is not None:
+            hooks.event("messageDropped", self.clientId, message, getattr(answer, "reason", ""))
+        return False
+
+    def _prepareDone(self, result: Any, key: int) -> None:
+        self._preparing.discard(key)
         if self._closing:
             return
-        self._receiveAnswers[topic] = answer
+        self._prepared[key] = result
         self._pump()
 
     def _progress(self) -> None:
@@ -1481,7 +1553,7 @@ class MQTTServerProtocol(Protocol):
         resend = self._resend
         replays = self._replays
         sent = False
-        checking = self._receiveChain is not None
+        checking = self._checking
         while resend and self._writable and self._inFlight < window:
             packetId = resend[0]
             entry = inflight.get(packetId)
@@ -1490,11 +1562,11 @@ class MQTTServerProtocol(Protocol):
                 continue
             if checking:
                 # Access may have been revoked since it was first sent
-                # (catalogue AU-10).
-                allowed = self._mayReceive(entry.message)
+                # (catalogue AU-10); hooks saw it already.
+                allowed = self._prepare(entry.message, intercept=False)
                 if allowed is None:
                     break
-                if not allowed:
+                if allowed is False:
                     resend.popleft()
                     session.removeInflight(packetId)
                     continue
@@ -1515,12 +1587,13 @@ class MQTTServerProtocol(Protocol):
                 if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                     break
                 if checking:
-                    allowed = self._mayReceive(message)
-                    if allowed is None:
+                    prepared = self._prepare(message)
+                    if prepared is None:
                         break
-                    if not allowed:
+                    if prepared is False:
                         replay[2] = None
                         continue
+                    message = prepared
                 replay[2] = None
                 self._write(message, qos, True, options.subscriptionIds)
                 sent = True
@@ -1531,14 +1604,15 @@ class MQTTServerProtocol(Protocol):
             if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                 break
             if checking:
-                allowed = self._mayReceive(message)
-                if allowed is None:
+                prepared = self._prepare(message)
+                if prepared is None:
                     break
-                if not allowed:
+                if prepared is False:
                     session.popQueued()
                     if self._beforeReplays:
                         self._beforeReplays -= 1
                     continue
+                message = prepared
             session.popQueued()
             if self._beforeReplays:
                 self._beforeReplays -= 1
@@ -1609,8 +1683,7 @@ class MQTTServerProtocol(Protocol):
         ):
             message = session.queue.pop()[0]
             session.queuedBytes -= message.size
-            session.dropped += 1
-            self.broker.counters.messagesDropped += 1
+            session.drop(message, "queue full")
         self._beforeReplays = min(self._beforeReplays, len(session.queue))
         self._checkOverflow()
 

@@ -149,8 +149,8 @@ class Session:
         offlineLimits: tuple[int, int] = (1000, 64 * 1024 * 1024),
     ) -> None:
         """
-        @param counters: an object with a C{messagesDropped} attribute to
-            count drops in (the broker's counters).
+        @param counters: the broker's counters (a C{dropped(clientId,
+            message, reason)} method counts drops).
         @param offlineLimits: (max-queued-messages, max-queued-bytes).
         """
         self.clientId = clientId
@@ -199,8 +199,7 @@ class Session:
         """
         size = delivery[0].size
         if len(self.queue) >= maxMessages or self.queuedBytes + size > maxBytes:
-            self.dropped += 1
-            self.counters.messagesDropped += 1
+            self.drop(delivery[0], "queue full")
             return False
         self.queue.append(delivery)
         self.queuedBytes += size
@@ -229,15 +228,22 @@ class Session:
         @return: how many were dropped.
         """
         kept = deque(d for d in self.queue if d[1])
-        dropped = len(self.queue) - len(kept)
+        dropped = [d[0] for d in self.queue if not d[1]]
         if dropped:
             self.queue = kept
             self.queuedBytes = sum(d[0].size for d in kept) + sum(
                 e.message.size for e in self.inflight.values()
             )
-            self.dropped += dropped
-            self.counters.messagesDropped += dropped
-        return dropped
+            for message in dropped:
+                self.drop(message, "subscriber stalled")
+        return len(dropped)
+
+    def drop(self, message: Message, reason: str) -> None:
+        """
+        Count a message dropped for this session.
+        """
+        self.dropped += 1
+        self.counters.dropped(self.clientId, message, reason)
 
     def addInflight(self, packetId: int, entry: InflightEntry) -> None:
         """
@@ -307,3 +313,6 @@ class Session:
 
 class _NullCounters:
     messagesDropped = 0
+
+    def dropped(self, clientId: str, message: Message, reason: str) -> None:
+        self.messagesDropped += 1
