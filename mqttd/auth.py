@@ -112,7 +112,11 @@ class ClientIdentity:
                 self.username = avatarId.decode("utf-8", "replace")
             else:
                 self.username = str(avatarId)
-            self.key = ("user", self.username)
+            # By the raw bytes of the id (a str id as UTF-8): the same user
+            # from any checker has one key, and two byte ids that decode
+            # alike stay apart.
+            raw = avatarId if isinstance(avatarId, bytes) else self.username.encode("utf-8")
+            self.key = ("user", raw)
 
     def __repr__(self) -> str:
         return f"<ClientIdentity {self.username!r}>"

@@ -15,6 +15,7 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from mqttd.passwd import (
     DEFAULT_ITERATIONS,
@@ -32,9 +33,19 @@ class CommandError(Exception):
     """
 
 
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose usage errors are one line.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mqttd", description="mqttd administration tools.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="mqttd", description="mqttd administration tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
     passwd = commands.add_parser(
         "passwd",
         help="manage a password file (as mosquitto_passwd does)",
@@ -85,6 +96,9 @@ def _validUsername(username: str | None) -> str:
         raise CommandError("a user name is needed")
     if ":" in username:
         raise CommandError("a user name cannot contain ':'")
+    if username.lstrip().startswith("#") or not username.strip():
+        # Such a line would read as a comment or a blank line.
+        raise CommandError("a user name cannot be blank or start with '#'")
     if any(ord(c) < 32 for c in username):
         raise CommandError("a user name cannot contain control characters")
     return username

@@ -22,6 +22,8 @@ import binascii
 import hashlib
 import hmac
 import os
+import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -198,8 +200,9 @@ def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
     Replace a password file atomically, readable by its owner only.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # mkstemp creates the file exclusively (O_EXCL) with mode 0600: nothing
+    # planted at a guessable name can be written through.
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(formatPasswordFile(users))
@@ -228,8 +231,20 @@ class PasswordFileChecker:
         self.credentialInterfaces = (IUsernamePassword,)
         self.path = path
         self.threaded = threaded
-        self.users = readPasswordFile(path)
-        self._dummy = hashPassword(b"", iterations=DEFAULT_ITERATIONS)
+        self._load()
+
+    def _load(self) -> None:
+        users = readPasswordFile(self.path)
+        # An unknown user is checked against a hash like the file's own, so
+        # that it costs as much as a known user with a wrong password.
+        kinds = Counter((h.scheme, h.iterations) for h in users.values())
+        scheme, iterations = kinds.most_common(1)[0][0] if kinds else ("7", DEFAULT_ITERATIONS)
+        if scheme == "6":
+            dummy = PasswordHash("6", 1, os.urandom(SALT_BYTES), bytes(64))
+        else:
+            dummy = hashPassword(b"", iterations=iterations)
+        self.users = users
+        self._dummy = dummy
 
     def __repr__(self) -> str:
         return f"<PasswordFileChecker {self.path!r}: {len(self.users)} users>"
@@ -238,7 +253,7 @@ class PasswordFileChecker:
         """
         Re-read the file; on any error the old users stay.
         """
-        self.users = readPasswordFile(self.path)
+        self._load()
 
     def requestAvatarId(self, credentials: object) -> Deferred[Any]:
         raw = credentials.username  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ to; finding a factory never activates it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -133,7 +134,9 @@ class PluginArguments:
         try:
             result = float(value)
         except ValueError:
-            raise PluginError(f"{self.name}: {key} must be a number, not {value!r}") from None
+            result = math.nan
+        if not math.isfinite(result):
+            raise PluginError(f"{self.name}: {key} must be a number, not {value!r}")
         if result < minimum:
             raise PluginError(f"{self.name}: {key} must be at least {minimum:g}")
         return result
@@ -239,13 +242,22 @@ def makePlugin(kind: PluginKind, spec: str, baseDirectory: str | None = None) ->
     try:
         return getattr(factory, kind.make)(arguments)
     except PluginError as e:
-        raise PluginError(f"--{kind.option} {e}") from None
+        message = _oneLine(str(e))
+        if not message.startswith(f"{arguments.name}:"):
+            message = f"{arguments.name}: {message}"
+        raise PluginError(f"--{kind.option} {message}") from None
     except ImportError as e:
         raise PluginError(
-            f"--{kind.option} {arguments.name}: a module it needs is missing ({e})"
+            f"--{kind.option} {arguments.name}: a module it needs is missing ({_oneLine(str(e))})"
         ) from None
     except Exception as e:
-        raise PluginError(f"--{kind.option} {arguments.name}: {type(e).__name__}: {e}") from None
+        raise PluginError(
+            f"--{kind.option} {arguments.name}: {type(e).__name__}: {_oneLine(str(e))}"
+        ) from None
+
+
+def _oneLine(text: str) -> str:
+    return " ".join(text.split())
 
 
 def describePlugins(kind: PluginKind, factories: Iterable[Any] | None = None) -> str:
