@@ -193,8 +193,9 @@ class Broker(Service):
         self.protocols: set[MQTTServerProtocol] = set()
         self._trie = SubscriptionTrie()
         self._retained: RetainedTree[Message] = RetainedTree()
-        # client id -> (timer, will) for v5 wills waiting for their delay.
-        self._pendingWills: dict[str, tuple[IDelayedCall, Will]] = {}
+        # client id -> (timer, will, client info) for v5 wills waiting for
+        # their delay.
+        self._pendingWills: dict[str, tuple[IDelayedCall, Will, Any]] = {}
         self._stopping = False
         self._offlineLimits = (config.maxQueuedMessages, config.maxQueuedBytes)
         #: The connection whose PUBLISH is being routed (for throttling).
@@ -403,7 +404,7 @@ class Broker(Service):
         self._stopping = True
         for protocol in list(self.protocols):
             protocol.closeWith(0x8B, "server shutting down", publishWill=False)
-        for call, _ in self._pendingWills.values():
+        for call, _, _ in self._pendingWills.values():
             if call.active():
                 call.cancel()
         self._pendingWills.clear()
@@ -737,7 +738,7 @@ class Broker(Service):
         if self.connections.get(old.clientId) is old:
             del self.connections[old.clientId]
         if publishWill and will is not None:
-            self.publishWill(old.clientId, will)
+            self.publishWill(old.clientId, will, getattr(old, "clientInfo", None))
 
     def clientDisconnected(
         self, protocol: MQTTServerProtocol, will: Will | None
@@ -757,10 +758,11 @@ class Broker(Service):
         if will is not None:
             delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0) if will.properties else 0
             if delay and session.expiryInterval and not self._stopping:
-                call = self.clock.callLater(delay, self._delayedWill, clientId, will)
-                self._pendingWills[clientId] = (call, will)
+                client = getattr(protocol, "clientInfo", None)
+                call = self.clock.callLater(delay, self._delayedWill, clientId, will, client)
+                self._pendingWills[clientId] = (call, will, client)
             else:
-                self.publishWill(clientId, will)
+                self.publishWill(clientId, will, getattr(protocol, "clientInfo", None))
         if session.expiryInterval == 0:
             self.endSession(session)
         elif session.expiryInterval != NEVER_EXPIRES and not self._stopping:
@@ -768,9 +770,9 @@ class Broker(Service):
                 session.expiryInterval, self._expireSession, session
             )
 
-    def _delayedWill(self, clientId: str, will: Will) -> None:
+    def _delayedWill(self, clientId: str, will: Will, client: Any) -> None:
         self._pendingWills.pop(clientId, None)
-        self.publishWill(clientId, will)
+        self.publishWill(clientId, will, client)
 
     def _expireSession(self, session: Session) -> None:
         session.expiryCall = None
@@ -784,7 +786,7 @@ class Broker(Service):
         pending = self._pendingWills.pop(session.clientId, None)
         if pending is not None and pending[0].active():
             pending[0].cancel()
-            self.publishWill(session.clientId, pending[1])
+            self.publishWill(session.clientId, pending[1], pending[2])
         self.endSession(session)
 
     def endSession(self, session: Session) -> None:
@@ -801,10 +803,30 @@ class Broker(Service):
             if message.expiresAt is None or message.expiresAt > self.clock.seconds():
                 self._deliverShared(group, message, exclude=session)
 
-    def publishWill(self, clientId: str, will: Will) -> None:
+    def publishWill(self, clientId: str, will: Will, client: Any = None) -> None:
         """
-        Publish a client's will message.
+        Publish a client's will message (asking the authorizers again, as
+        their rules may have changed since the CONNECT).
+
+        @param client: the client's L{IClientInfo}, for the authorizers.
         """
+        chain = self.authorizer
+        if chain is not None and client is not None:
+            answer = chain.publish(client, will.topic, will.qos, will.retain)
+            if isinstance(answer, Deferred):
+                answer.addCallback(self._willDecided, clientId, will)
+                return
+            if answer is not True:
+                log.info("will of {clientId!r} on {topic!r} not authorized: dropped",
+                         clientId=clientId, topic=will.topic)
+                return
+        self._publishWill(clientId, will)
+
+    def _willDecided(self, answer: Any, clientId: str, will: Will) -> None:
+        if answer is True:
+            self._publishWill(clientId, will)
+
+    def _publishWill(self, clientId: str, will: Will) -> None:
         props = will.properties
         if props and PropertyId.WILL_DELAY_INTERVAL in props:
             props = {k: v for k, v in props.items() if k != PropertyId.WILL_DELAY_INTERVAL}

@@ -181,6 +181,8 @@ class MQTTServerProtocol(Protocol):
         self._checking = self._receiveChain is not None or self.broker.hooks is not None
         self._prepared: dict[int, Any] = {}
         self._preparing: set[int] = set()
+        self._preparingNow = False
+        self._willChecked = False
         self._throttling: set[MQTTServerProtocol] = set()
         self._throttledBy = 0
         self._stalled = False
@@ -617,7 +619,11 @@ class MQTTServerProtocol(Protocol):
         if failure.check(UnauthorizedLogin):
             self._refuse(0x86, "bad user name or password")
         elif failure.check(UnhandledCredentials):
-            self._refuse(0x87, "not authorized")
+            if self._connectPacket.username is not None:
+                # Nobody knows this user: a bad user name.
+                self._refuse(0x86, "bad user name or password")
+            else:
+                self._refuse(0x87, "not authorized")
         else:
             log.failure("authentication of {clientId!r} failed", failure,
                         clientId=self.clientId)
@@ -651,6 +657,19 @@ class MQTTServerProtocol(Protocol):
         if answer is not True:
             deny = answer if isinstance(answer, Deny) else DENY
             return self._refuse(deny.reasonCode, deny.reason, 0x05)
+        will = self._connectPacket.will
+        chain = self.broker.authorizer
+        if will is not None and chain is not None and not self._willChecked:
+            # The will is a publish like any other: a client may not leave
+            # one on a topic it may not publish to (as mosquitto checks).
+            self._willChecked = True
+            willAnswer = chain.publish(self.clientInfo, will.topic, will.qos, will.retain)
+            if isinstance(willAnswer, Deferred):
+                willAnswer.addCallback(self._connectDecided, identity, authenticationData)
+                return
+            if willAnswer is not True:
+                deny = willAnswer if isinstance(willAnswer, Deny) else DENY
+                return self._refuse(deny.reasonCode, f"will: {deny.reason}", 0x05)
         try:
             self._completeConnect(identity, authenticationData)
         except Exception:
@@ -1225,6 +1244,14 @@ class MQTTServerProtocol(Protocol):
             return
         broker = self.broker
         v5 = self._v5
+        if self._level == MQTT_3_1 and answers is not None:
+            for index, item in enumerate(planned):
+                if isinstance(item, _SubscribePlan) and answers[index] is not True:
+                    # 3.1 cannot refuse one filter: refuse the whole packet
+                    # (before adding any of its filters).
+                    raise ProtocolError(
+                        f"subscription to {item.topicFilter!r} not authorized", 0x87
+                    )
         codes = []
         replays = []
         problems = []
@@ -1237,9 +1264,9 @@ class MQTTServerProtocol(Protocol):
             answer = True if answers is None else answers[index]
             if answer is not True:
                 deny = answer if isinstance(answer, Deny) else DENY
-                if self._level == MQTT_3_1:
-                    raise ProtocolError(f"subscription to {item.topicFilter!r} not authorized",
-                                        0x87)
+                if not item.isNew:
+                    # A subscription now denied does not stay on.
+                    broker.removeSubscription(session, item.fullFilter)
                 codes.append((deny.reasonCode if deny.reasonCode in SUBACK_REASONS else 0x87)
                              if v5 else 0x80)
                 problems.append(deny.reason)
@@ -1483,7 +1510,14 @@ class MQTTServerProtocol(Protocol):
         result = self._decideDelivery(message, intercept)
         if isinstance(result, Deferred):
             self._preparing.add(key)
-            result.addCallback(self._prepareDone, key)
+            self._preparingNow = True
+            try:
+                result.addCallback(self._prepareDone, key)
+            finally:
+                self._preparingNow = False
+            if key not in self._preparing:
+                # It had already fired: use the answer now.
+                return self._prepared.pop(key)
             return None
         return result
 
@@ -1528,7 +1562,10 @@ class MQTTServerProtocol(Protocol):
         if self._closing:
             return
         self._prepared[key] = result
-        self._pump()
+        if not self._preparingNow:
+            # A later answer: send what waited for it (not from inside
+            # _prepare, which is inside _pump or sendMessage).
+            self._pump()
 
     def _progress(self) -> None:
         """
