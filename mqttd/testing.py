@@ -20,16 +20,27 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.test import iosim
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
+from mqttd.auth import ALLOW, DENY, NEXT, CheckerChain, ClientIdentity, ClientInfo, Deny, MQTTRealm
+from mqttd.authorization import AuthorizerChain
 from mqttd.broker import Broker
 from mqttd.codec import (
     MQTT_3_1_1,
+    MQTT_5,
     Connack,
     Connect,
     Decoder,
@@ -50,6 +61,8 @@ from mqttd.codec import (
 )
 from mqttd.codec.properties import NO_PROPERTIES, Properties
 from mqttd.config import BrokerConfig
+from mqttd.interfaces import IAuthorizer
+from mqttd.message import Message
 from mqttd.protocol import MQTTServerFactory, MQTTServerProtocol
 
 
@@ -76,6 +89,11 @@ class MQTTTestClient(Protocol):
         self._nextPacketId = 1
 
     transport: Any
+    #: Set by L{InMemoryBroker}: the I/O pump, the broker-side protocol,
+    #: and the CONNACK L{InMemoryBroker.connect} received.
+    pump: Any
+    server: Any
+    connack: Any
 
     def dataReceived(self, data: bytes) -> None:
         self._decoder.feed(data)
@@ -244,8 +262,8 @@ class InMemoryBroker:
         serverTransport = iosim.makeFakeServer(server)
         pump = iosim.connect(server, serverTransport, client, clientTransport, greet=False,
                              clock=self.clock)
-        client.pump = pump  # type: ignore[attr-defined]
-        client.server = server  # type: ignore[attr-defined]
+        client.pump = pump
+        client.server = server
         self._pumps.append(pump)
         return client
 
@@ -268,7 +286,7 @@ class InMemoryBroker:
         packets = client.take()
         if not packets or not isinstance(packets[0], Connack) or packets[0].reasonCode:
             raise AssertionError(f"CONNECT refused: {packets!r}")
-        client.connack = packets[0]  # type: ignore[attr-defined]
+        client.connack = packets[0]
         client.received.extend(packets[1:])
         return client
 
@@ -276,7 +294,7 @@ class InMemoryBroker:
         """
         The broker-side protocol of a test client.
         """
-        server: MQTTServerProtocol = client.server  # type: ignore[attr-defined]
+        server: MQTTServerProtocol = client.server
         return server
 
     def flush(self) -> None:
@@ -301,3 +319,182 @@ class InMemoryBroker:
         """
         self.clock.advance(seconds)
         self.flush()
+
+
+# -- conformance mixins for plug-in authors -------------------------------------
+
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import SynchronousTestCase as _TestCaseBase
+else:
+    _TestCaseBase = object
+
+
+class AuthenticatorConformanceMixin(_TestCaseBase):
+    """
+    Tests every authenticator plug-in should pass.  Mix it into a
+    C{twisted.trial.unittest.SynchronousTestCase} and define:
+
+      - C{makeAuthenticator()}: a new checker (its Deferreds must have fired
+        by the time C{requestAvatarId} returns, e.g. no thread pool);
+      - C{validCredentials}: C{(username, password)} pairs it accepts;
+      - C{wrongPasswords}: pairs of a known user and a wrong password;
+      - C{unknownUsernames}: user names it does not know.
+    """
+
+    validCredentials: Sequence[tuple[str, bytes]] = ()
+    wrongPasswords: Sequence[tuple[str, bytes]] = ()
+    unknownUsernames: Sequence[str] = ()
+
+    def makeAuthenticator(self) -> Any:
+        raise NotImplementedError("define makeAuthenticator()")
+
+    def _login(self, checker: Any, username: str, password: bytes) -> Any:
+        credentials = UsernamePassword(username.encode("utf-8"), password)
+        return checker.requestAvatarId(credentials)
+
+    def test_providesCredentialsChecker(self) -> None:
+        """It provides ICredentialsChecker for IUsernamePassword."""
+        checker = self.makeAuthenticator()
+        verifyObject(ICredentialsChecker, checker)
+        self.assertIn(IUsernamePassword, checker.credentialInterfaces)
+
+    def test_acceptsValidCredentials(self) -> None:
+        """Every valid pair gives an avatar id naming the user."""
+        checker = self.makeAuthenticator()
+        self.assertTrue(self.validCredentials, "define validCredentials")
+        for username, password in self.validCredentials:
+            avatarId = self.successResultOf(
+                self._login(checker, username, password)
+            )
+            self.assertEqual(ClientIdentity(avatarId).username, username)
+
+    def test_refusesWrongPasswords(self) -> None:
+        """A known user with a wrong password is refused (UnauthorizedLogin)."""
+        checker = self.makeAuthenticator()
+        for username, password in self.wrongPasswords:
+            self.failureResultOf(
+                self._login(checker, username, password), UnauthorizedLogin
+            )
+
+    def test_unknownUsersAreNotHandled(self) -> None:
+        """An unknown user is left to the next authenticator (UnhandledCredentials)."""
+        checker = self.makeAuthenticator()
+        for username in self.unknownUsernames:
+            self.failureResultOf(
+                self._login(checker, username, b"whatever"), UnhandledCredentials
+            )
+
+    def test_connectThroughTheBroker(self) -> None:
+        """Through a broker's portal: valid pairs connect, wrong ones get 0x04 / 0x86."""
+        env = InMemoryBroker()
+        env.factory.portal = Portal(MQTTRealm(), [CheckerChain([self.makeAuthenticator()])])
+        for username, password in self.validCredentials[:1]:
+            client = env.connect("conformance-ok", username=username, password=password)
+            self.assertFalse(client.closed)
+        for username, password in self.wrongPasswords[:1]:
+            client = env.openClient(MQTT_5)
+            client.connect("conformance-bad", username=username, password=password)
+            env.flush()
+            [connack] = client.take()
+            assert isinstance(connack, Connack)
+            self.assertEqual(connack.reasonCode, 0x86)
+
+
+class AuthorizerConformanceMixin(_TestCaseBase):
+    """
+    Tests every authorizer plug-in should pass.  Mix it into a
+    C{twisted.trial.unittest.SynchronousTestCase} and define:
+
+      - C{makeAuthorizer()}: a new authorizer (answering plain values or
+        already-fired Deferreds);
+      - C{cases}: C{(username, clientId, action, topic, expected)} rows,
+        C{action} one of C{"publish"}, C{"subscribe"}, C{"receive"},
+        C{expected} one of C{ALLOW}, C{DENY} (any L{Deny}), C{NEXT}.
+    """
+
+    cases: Sequence[tuple[str | None, str, str, str, Any]] = ()
+
+    def makeAuthorizer(self) -> Any:
+        raise NotImplementedError("define makeAuthorizer()")
+
+    def _answer(self, authorizer: Any, username: str | None, clientId: str, action: str,
+                topic: str) -> Any:
+        client = ClientInfo(clientId, username, None, MQTT_3_1_1, "conformance")
+        if action == "publish":
+            answer = authorizer.authorizePublish(client, topic, 1, False)
+        elif action == "subscribe":
+            answer = authorizer.authorizeSubscribe(client, topic, 1)
+        elif action == "receive":
+            answer = authorizer.authorizeReceive(client, topic, 1, False)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        if isinstance(answer, Deferred):
+            answer = self.successResultOf(answer)
+        return answer
+
+    def test_providesAuthorizer(self) -> None:
+        """It provides IAuthorizer."""
+        verifyObject(IAuthorizer, self.makeAuthorizer())
+
+    def test_answersAreDecisions(self) -> None:
+        """Every answer is ALLOW, NEXT or a Deny."""
+        authorizer = self.makeAuthorizer()
+        client = ClientInfo("conformance", None, None, MQTT_3_1_1, "conformance")
+        answers = [authorizer.authorizeConnect(client)]
+        for username, clientId, action, topic, _ in self.cases:
+            answers.append(self._answer(authorizer, username, clientId, action, topic))
+        for answer in answers:
+            if isinstance(answer, Deferred):
+                answer = self.successResultOf(answer)
+            self.assertTrue(answer is ALLOW or answer is NEXT or isinstance(answer, Deny),
+                            answer)
+
+    def test_cases(self) -> None:
+        """Every case gets its expected answer."""
+        authorizer = self.makeAuthorizer()
+        self.assertTrue(self.cases, "define cases")
+        wrong = []
+        for username, clientId, action, topic, expected in self.cases:
+            answer = self._answer(authorizer, username, clientId, action, topic)
+            if expected is DENY:
+                ok = isinstance(answer, Deny)
+            else:
+                ok = answer is expected
+            if not ok:
+                wrong.append((username, clientId, action, topic, expected, answer))
+        self.assertEqual(wrong, [])
+
+    def test_publishThroughTheBroker(self) -> None:
+        """In a broker, an allowed publish is delivered and a denied one is not."""
+        authorizer = self.makeAuthorizer()
+        for username, clientId, action, topic, expected in self.cases:
+            if action != "publish" or expected is NEXT or "+" in topic or "#" in topic:
+                continue
+            env = InMemoryBroker()
+            env.broker.authorizer = AuthorizerChain([authorizer, _AllowRest()], env.clock)
+            received: list[Message] = []
+            env.broker.subscribe("#", received.append)
+            client = env.connect(clientId, username=username)
+            client.publish(topic, b"conformance", qos=1)
+            env.flush()
+            self.assertEqual(
+                [m.topic for m in received], [topic] if expected is ALLOW else [], (username, topic)
+            )
+
+
+@implementer(IAuthorizer)
+class _AllowRest:
+    """Allows what the authorizer under test has no opinion on."""
+
+    def authorizeConnect(self, client: Any) -> Any:
+        return ALLOW
+
+    def authorizePublish(self, client: Any, topic: str, qos: int, retain: bool) -> Any:
+        return ALLOW
+
+    def authorizeSubscribe(self, client: Any, topicFilter: str, qos: int) -> Any:
+        return ALLOW
+
+    def authorizeReceive(self, client: Any, topic: str, qos: int, retain: bool) -> Any:
+        return ALLOW
