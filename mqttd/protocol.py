@@ -91,6 +91,9 @@ _PINGRESP = b"\xd0\x00"
 # Reasons to stop reading a connection.
 _AUTH = "authenticating"
 _DECISION = "awaiting an authorizer"
+
+# A delivery's authorization / hook answer not in yet.
+_WAITING = object()
 _OUTPUT = "output buffer full"
 _THROTTLE = "throttled"
 
@@ -150,6 +153,8 @@ class MQTTServerProtocol(Protocol):
         self._level = 4
         self._closing = False
         self._dropped = False
+        self._peerGone = False
+        self._finished = False
         self._draining = False
         self._readPauses: set[str] = set()
         self._writable = True
@@ -179,8 +184,7 @@ class MQTTServerProtocol(Protocol):
         # messages (by id) still waiting for one.
         self._receiveChain = self.broker.authorizer
         self._checking = self._receiveChain is not None or self.broker.hooks is not None
-        self._prepared: dict[int, Any] = {}
-        self._preparing: set[int] = set()
+        self._pendingPrepare: list[Any] | None = None
         self._preparingNow = False
         self._willChecked = False
         self._throttling: set[MQTTServerProtocol] = set()
@@ -256,6 +260,19 @@ class MQTTServerProtocol(Protocol):
         return str(name) if name else type(peer).__name__
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        if self._state == _CONNECTED and not self._closing and _DECISION in self._readPauses:
+            # The peer is gone, but what it sent before it went (a PUBLISH
+            # whose authorization or hook answer is pending, maybe a
+            # DISCONNECT behind it) is still to be handled: finish that
+            # first.  The plug-in timeout bounds the wait.
+            self._peerGone = True
+            return
+        self._finishConnection()
+
+    def _finishConnection(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
         wasConnected = self._state == _CONNECTED
         self._state = _CLOSED
         self._closing = True
@@ -353,6 +370,9 @@ class MQTTServerProtocol(Protocol):
         if the peer does not take it within L{CLOSE_TIMEOUT}).
         """
         self._closing = True
+        if self._peerGone:
+            self._finishConnection()
+            return
         if self._dropped:
             return
         self._dropped = True
@@ -385,7 +405,7 @@ class MQTTServerProtocol(Protocol):
         self._timers.pop("keepalive", None)
         limit = self._keepAlive * 1.5
         now = self._clock.seconds()
-        if _THROTTLE in self._readPauses:
+        if _THROTTLE in self._readPauses or _DECISION in self._readPauses:
             # We stopped reading this client: its silence is ours.
             self._lastPacketAt = now
         elapsed = now - self._lastPacketAt
@@ -471,10 +491,16 @@ class MQTTServerProtocol(Protocol):
         if reason not in self._readPauses:
             return
         self._readPauses.discard(reason)
-        if reason == _THROTTLE:
+        if reason in (_THROTTLE, _DECISION):
             # Keep-alive counts from here: the pause was the broker's doing.
             self._lastPacketAt = self._clock.seconds()
         if not self._readPauses and not self._closing:
+            if self._peerGone:
+                # Handle what the departed peer sent, then finish the close.
+                self._drain()
+                if not self._readPauses and self._state != _CLOSED:
+                    self._finishConnection()
+                return
             self.transport.resumeProducing()
             self._drain()
 
@@ -1386,12 +1412,13 @@ class MQTTServerProtocol(Protocol):
                              and len(session.inflight) < 0xFFFF))
         ):
             if self._checking:
-                prepared = self._prepare(message)
+                delivery = (message, qos, retain, subscriptionIds, group)
+                prepared = self._prepare(message, delivery)
                 if prepared is False:
                     return
                 if prepared is None:
                     # The answer comes later: wait in the queue, in order.
-                    session.forceEnqueue((message, qos, retain, subscriptionIds, group))
+                    session.forceEnqueue(delivery)
                     return
                 message = prepared  # type: ignore[assignment]
             self._write(message, qos, retain, subscriptionIds, group)
@@ -1492,34 +1519,48 @@ class MQTTServerProtocol(Protocol):
             self._inFlight -= 1
         self._progress()
 
-    def _prepare(self, message: Message, intercept: bool = True) -> Message | bool | None:
+    def _prepare(
+        self, message: Message, token: object, intercept: bool = True
+    ) -> Message | bool | None:
         """
         Run the receive authorization and (unless C{intercept} is false)
         the outbound hooks for one delivery to this client.
+
+        Deliveries go out in order, so only the one at the head of the line
+        can be waiting for an answer: a single slot holds it, with the
+        C{token} that identifies that delivery (its queue entry, replay or
+        in-flight entry).  An answer for a delivery that is no longer at the
+        head (it was dropped meanwhile) is never used for another.
 
         @return: the message to send (a hook may have changed it), C{False}
             to skip it, or L{None} when an answer is a Deferred still on its
             way (L{_pump} runs again when it arrives).
         """
-        key = id(message)
-        known = self._prepared.pop(key, None)
-        if known is not None:
-            return known
-        if key in self._preparing:
-            return None
+        pending = self._pendingPrepare
+        if pending is not None:
+            if pending[0] is message and pending[1] is token:
+                if pending[2] is _WAITING:
+                    return None
+                self._pendingPrepare = None
+                answer: Message | bool = pending[2]
+                return answer
+            self._pendingPrepare = None  # a stale question: forget it
         result = self._decideDelivery(message, intercept)
-        if isinstance(result, Deferred):
-            self._preparing.add(key)
-            self._preparingNow = True
-            try:
-                result.addCallback(self._prepareDone, key)
-            finally:
-                self._preparingNow = False
-            if key not in self._preparing:
-                # It had already fired: use the answer now.
-                return self._prepared.pop(key)
-            return None
-        return result
+        if not isinstance(result, Deferred):
+            return result
+        slot = [message, token, _WAITING]
+        self._pendingPrepare = slot
+        self._preparingNow = True
+        try:
+            result.addCallback(self._prepareDone, slot)
+        finally:
+            self._preparingNow = False
+        if slot[2] is not _WAITING:
+            # It had already fired: use the answer now.
+            self._pendingPrepare = None
+            fired: Message | bool = slot[2]  # type: ignore[assignment]
+            return fired
+        return None
 
     def _decideDelivery(
         self, message: Message, intercept: bool
@@ -1557,11 +1598,10 @@ class MQTTServerProtocol(Protocol):
             hooks.event("messageDropped", self.clientId, message, getattr(answer, "reason", ""))
         return False
 
-    def _prepareDone(self, result: Any, key: int) -> None:
-        self._preparing.discard(key)
-        if self._closing:
-            return
-        self._prepared[key] = result
+    def _prepareDone(self, result: Any, slot: list[Any]) -> None:
+        if self._closing or self._pendingPrepare is not slot:
+            return  # the connection or the delivery is gone
+        slot[2] = result
         if not self._preparingNow:
             # A later answer: send what waited for it (not from inside
             # _prepare, which is inside _pump or sendMessage).
@@ -1600,7 +1640,7 @@ class MQTTServerProtocol(Protocol):
             if checking:
                 # Access may have been revoked since it was first sent
                 # (catalogue AU-10); hooks saw it already.
-                allowed = self._prepare(entry.message, intercept=False)
+                allowed = self._prepare(entry.message, entry, intercept=False)
                 if allowed is None:
                     break
                 if allowed is False:
@@ -1624,7 +1664,7 @@ class MQTTServerProtocol(Protocol):
                 if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                     break
                 if checking:
-                    prepared = self._prepare(message)
+                    prepared = self._prepare(message, replay)
                     if prepared is None:
                         break
                     if prepared is False:
@@ -1641,7 +1681,7 @@ class MQTTServerProtocol(Protocol):
             if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                 break
             if checking:
-                prepared = self._prepare(message)
+                prepared = self._prepare(message, queue[0])
                 if prepared is None:
                     break
                 if prepared is False:
