@@ -108,6 +108,20 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
+def dummyHashLike(hashes: Iterable[PasswordHash]) -> PasswordHash:
+    """
+    A hash of the most common scheme and iteration count among C{hashes}
+    that matches no password: check unknown users against it, so that an
+    unknown user costs as much as a known one with a wrong password (no
+    user enumeration by timing).
+    """
+    kinds = Counter((h.scheme, h.iterations) for h in hashes)
+    scheme, iterations = kinds.most_common(1)[0][0] if kinds else ("7", DEFAULT_ITERATIONS)
+    if scheme == "6":
+        return PasswordHash("6", 1, os.urandom(SALT_BYTES), os.urandom(64))
+    return PasswordHash("7", iterations, os.urandom(SALT_BYTES), os.urandom(64))
+
+
 def parseHash(text: str) -> PasswordHash:
     """
     Parse a C{$7$...} or C{$6$...} hash.
@@ -235,14 +249,7 @@ class PasswordFileChecker:
 
     def _load(self) -> None:
         users = readPasswordFile(self.path)
-        # An unknown user is checked against a hash like the file's own, so
-        # that it costs as much as a known user with a wrong password.
-        kinds = Counter((h.scheme, h.iterations) for h in users.values())
-        scheme, iterations = kinds.most_common(1)[0][0] if kinds else ("7", DEFAULT_ITERATIONS)
-        if scheme == "6":
-            dummy = PasswordHash("6", 1, os.urandom(SALT_BYTES), bytes(64))
-        else:
-            dummy = hashPassword(b"", iterations=iterations)
+        dummy = dummyHashLike(users.values())
         self.users = users
         self._dummy = dummy
 
