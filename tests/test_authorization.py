@@ -1755,3 +1755,30 @@ class PasswordCheckTests(SynchronousTestCase):
                              UnhandledCredentials)
         self.assertEqual(len(self.compared), 3)
         self.assertEqual({len(a) for a, _ in self.compared}, {64})
+
+
+class PipelinedRefusalTests(SynchronousTestCase):
+    """
+    Catalogue FR-11: nothing sent after a refused CONNECT is processed
+    [MQTT-3.1.4-5].
+    """
+
+    def test_wrongPasswordThenRetainedPublish(self) -> None:
+        """A wrong password and a retained PUBLISH in one write: 0x04, closed, nothing stored."""
+        from mqttd.testing import InMemoryBroker
+
+        env = InMemoryBroker()
+        env.factory.portal = Portal(MQTTRealm(), [CheckerChain([PasswordFileChecker(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mosquitto.passwd"),
+            threaded=False,
+        )])])
+        client = env.openClient()
+        connect = bytes.fromhex("10 1B 00 04 4D 51 54 54 04 C2 00 0A 00 01 70 00 05") + b"alice"
+        connect += bytes.fromhex("00 05") + b"wrong"
+        publish = bytes.fromhex("31 07 00 01 72") + b"kept"
+        self.assertEqual(connect[1], len(connect) - 2)
+        client.sendRaw(connect + publish)
+        env.flush()
+        self.assertEqual([p.reasonCode for p in client.take()], [0x04])  # type: ignore[union-attr]
+        self.assertTrue(client.closed)
+        self.assertEqual(env.broker.retained("#"), [])
