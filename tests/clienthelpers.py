@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,16 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 WAIT = 10.0
 
 _LISTENING = re.compile(r"mqttd listening on (\S+)")
+
+
+def tempDirectory(case: Any) -> str:
+    """
+    A new temporary directory, removed in C{case}'s cleanup (C{mktemp}
+    would write into the working directory under pytest).
+    """
+    path = tempfile.mkdtemp(prefix="mqttd-test-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
 
 
 def uniqueName(prefix: str = "t") -> str:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +57,7 @@ from mqttd.interfaces import IAuthorizer
 from mqttd.passwd import PasswordFileChecker
 from mqttd.protocol import MQTTServerFactory, MQTTServerProtocol
 from mqttd.testing import MQTTTestClient
+from tests.clienthelpers import tempDirectory
 
 #: MQTT 5.0 reason codes (section 2.4).
 NOT_AUTHORIZED = 0x87
@@ -319,14 +318,6 @@ def result(d: Any) -> Any:
     assert box, "the Deferred has not fired"
     return box[0]
 
-
-def tempDirectory(case: SynchronousTestCase) -> str:
-    """
-    A temporary directory removed in cleanup.
-    """
-    path = tempfile.mkdtemp(prefix="mqttd-authz-")
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
 
 
 def writeFile(path: str, text: str) -> str:

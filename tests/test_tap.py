@@ -30,6 +30,7 @@ from clienthelpers import (
     readPacket,
     recvExactly,
     subscribePacket,
+    tempDirectory,
     uniqueName,
     waitForLog,
 )
@@ -75,15 +76,6 @@ def connackV5(maxPacketSize: int) -> bytes:
         + bytes.fromhex("22 00 0A")
     )
 
-
-def tempDirectory(case: SynchronousTestCase) -> str:
-    """
-    A temporary directory removed in cleanup (C{mktemp} would write into
-    the working directory under pytest).
-    """
-    path = tempfile.mkdtemp(prefix="mqttd-tap-")
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
 
 
 def writeConfig(case: SynchronousTestCase, text: str, directory: str | None = None) -> str:
