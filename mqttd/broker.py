@@ -24,9 +24,10 @@ from mqttd.codec.packets import MQTT_5, Will
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
 from mqttd.config import BrokerConfig
 from mqttd.hooks import Drop, HookChain
-from mqttd.interfaces import IAuthorizer, IMessageHook, IReloadable
+from mqttd.interfaces import IAuthorizer, IMessageHook, IReloadable, IStore
 from mqttd.message import Message, forwardedProperties
-from mqttd.session import NEVER_EXPIRES, Session, SubscriptionOptions
+from mqttd.session import NEVER_EXPIRES, InflightEntry, Session, SubscriptionOptions
+from mqttd.store import GroupKey, Journal, QueuedRecord, SessionRecord, StoredState
 from mqttd.topics import (
     InvalidTopic,
     RetainedTree,
@@ -103,6 +104,18 @@ class SessionInfo:
     dropped: int
 
 
+class _RestoredIdentity:
+    """
+    The owner of a session read back from a store: only its key is known
+    until the client authenticates again.
+    """
+
+    username = None
+
+    def __init__(self, key: Any) -> None:
+        self.key = tuple(key) if isinstance(key, list) else key
+
+
 class LocalSubscription:
     """
     An in-process subscription made with L{Broker.subscribe}: matching
@@ -169,6 +182,7 @@ class Broker(Service):
         clock: IReactorTime | None = None,
         authorizers: Iterable[IAuthorizer] = (),
         hooks: Iterable[IMessageHook] = (),
+        store: IStore | None = None,
     ) -> None:
         """
         @param config: the settings (defaults for everything not given).
@@ -177,6 +191,9 @@ class Broker(Service):
             every connect, publish, subscribe and delivery; with none,
             everything is allowed.
         @param hooks: L{IMessageHook} providers, in order.
+        @param store: where persistent sessions and retained messages are
+            written and read back at start (see L{mqttd.store}); with none,
+            they live in memory only.
         """
         if config is None:
             config = BrokerConfig()
@@ -215,6 +232,13 @@ class Broker(Service):
                 "messageDropped", clientId, message, reason
             )
         self._reloadables: list[IReloadable] = []
+        #: The store, and the journal that writes to it (or L{None}).
+        self.store = store
+        self.journal: Journal | None = Journal(store) if store is not None else None
+        #: While an inbound QoS 2 message is routed with a durable store:
+        #: the connections whose deliveries are held (queued, not sent)
+        #: until its writes are committed; otherwise L{None}.
+        self.held: set[MQTTServerProtocol] | None = None
 
     # -- embedding API ------------------------------------------------------
 
@@ -392,6 +416,89 @@ class Broker(Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        if self.store is not None:
+            assert self.journal is not None
+            self.journal.closed = False
+            state = self.store.load()
+            if isinstance(state, Deferred):
+                raise TypeError("a store's load() must return the state, not a Deferred")
+            self._restore(state)
+
+    def _restore(self, state: StoredState) -> None:
+        """
+        Rebuild the retained messages and the persistent sessions a store
+        read back (their expiry keeps counting from their last disconnect).
+        """
+        now = self.clock.seconds()
+        for topic, message in state.retained.items():
+            if message.expiresAt is None or message.expiresAt > now:
+                self._retained.set(topic, message)
+        restored = 0
+        assert self.journal is not None
+        for record in state.sessions.values():
+            if record.clientId in self.sessions:
+                continue
+            remaining: float | None = None
+            if record.expiryInterval != NEVER_EXPIRES:
+                since = record.disconnectedAt if record.disconnectedAt is not None else now
+                remaining = record.expiryInterval - (now - since)
+                if remaining <= 0 or record.expiryInterval == 0:
+                    self.journal.write("sessionDeleted", record.clientId)
+                    continue
+            self._restoreSession(record, remaining)
+            restored += 1
+        for key, queue in state.shared.items():
+            group = self._storedGroup(key)
+            if group is None:
+                self.journal.write("sharedDeleted", key)
+                continue
+            for seq in sorted(queue):
+                group.queue.append((queue[seq].message, seq))
+                group.seq = max(group.seq, seq)
+        log.info("restored {sessions} sessions and {retained} retained messages from {store!r}",
+                 sessions=restored, retained=len(self._retained), store=self.store)
+
+    def _restoreSession(self, record: SessionRecord, remaining: float | None) -> None:
+        session = Session(record.clientId, record.expiryInterval, self.counters,
+                          self._offlineLimits)
+        session.journal = self.journal
+        session.identity = _RestoredIdentity(record.ownerKey)
+        for fullFilter, (topicFilter, qos, noLocal, rap, rh, ids, group) in (
+            record.subscriptions.items()
+        ):
+            options = SubscriptionOptions(topicFilter, qos, noLocal, rap, rh, None, group)
+            options.subscriptionIds = tuple(ids)
+            session.subscriptions[fullFilter] = options
+            self._trie.subscribe(topicFilter, session, options, group)
+        for seq in sorted(record.queue):
+            queued = record.queue[seq]
+            session._seq = max(session._seq, seq)
+            session.queue.append(
+                (queued.message, queued.qos, queued.retain, tuple(queued.subscriptionIds),
+                 self._storedGroup(queued.group), seq)
+            )
+            session.queuedBytes += queued.message.size
+        for packetId, inflight in record.inflight.items():
+            entry = InflightEntry(inflight.message, inflight.qos, inflight.retain,
+                                  tuple(inflight.subscriptionIds),
+                                  self._storedGroup(inflight.group))
+            entry.released = inflight.released
+            session.inflight[packetId] = entry
+            session.queuedBytes += inflight.message.size
+        session.awaitingRel.update(record.awaitingRel)
+        self.sessions[record.clientId] = session
+        if remaining is not None and not self._stopping:
+            session.expiryCall = self.clock.callLater(remaining, self._expireSession, session)
+
+    def _storedGroup(self, key: GroupKey | None) -> SharedGroup | None:
+        """
+        The shared subscription group a stored record names (L{None} if it
+        has no members any more).
+        """
+        if key is None:
+            return None
+        name, topicFilter = key
+        return self._trie.sharedGroup(topicFilter, name)
 
     def stopService(self) -> Any:
         """
@@ -411,6 +518,16 @@ class Broker(Service):
         for session in self.sessions.values():
             if session.expiryCall is not None and session.expiryCall.active():
                 session.expiryCall.cancel()
+        journal = self.journal
+        if journal is not None:
+            # The connections end after this returns: record now that their
+            # sessions are offline, then write nothing more.
+            now = self.clock.seconds()
+            for session in self.sessions.values():
+                if session.persistent and self.connections.get(session.clientId) is not None:
+                    journal.write("sessionDisconnected", session.clientId, now)
+            journal.closed = True
+            return self.store.close()  # type: ignore[union-attr]
         return None
 
     # -- messages -----------------------------------------------------------
@@ -541,7 +658,11 @@ class Broker(Service):
                     )
                     return True
         if message.qos and len(group.queue) < self.config.maxQueuedMessages:
-            group.queue.append(message)
+            group.seq += 1
+            group.queue.append((message, group.seq))
+            if self.journal is not None:
+                self.journal.write("sharedQueued", (group.name, group.topicFilter),
+                                   QueuedRecord(group.seq, message, message.qos, message.retain))
             return True
         self.counters.dropped(f"$share/{group.name}/{group.topicFilter}", message,
                               "no member of the shared group can take it")
@@ -559,7 +680,9 @@ class Broker(Service):
             if group is None:
                 continue
             while group.queue and session.connection is not None:
-                message = group.queue.popleft()
+                message, seq = group.queue.popleft()
+                if self.journal is not None:
+                    self.journal.write("sharedDequeued", (group.name, group.topicFilter), seq)
                 if message.expiresAt is not None and message.expiresAt <= self.clock.seconds():
                     continue
                 session.deliver(
@@ -578,7 +701,8 @@ class Broker(Service):
         @return: C{False} if it could not be stored (max-retained-messages).
         """
         if not message.payload:
-            self._retained.remove(message.topic)
+            if self._retained.remove(message.topic) is not None and self.journal is not None:
+                self.journal.write("retain", message.topic, None)
             return True
         if (
             len(self._retained) >= self.config.maxRetainedMessages
@@ -586,6 +710,8 @@ class Broker(Service):
         ):
             return False
         self._retained.set(message.topic, message)
+        if self.journal is not None:
+            self.journal.write("retain", message.topic, message)
         return True
 
     def iterRetained(self, topicFilter: str) -> Iterator[Message]:
@@ -613,6 +739,12 @@ class Broker(Service):
         isNew = fullFilter not in session.subscriptions
         session.subscriptions[fullFilter] = options
         self._trie.subscribe(options.topicFilter, session, options, options.group)
+        if session.persistent:
+            assert self.journal is not None
+            self.journal.write("subscriptionSaved", session.clientId, fullFilter, (
+                options.topicFilter, options.qos, options.noLocal, options.retainAsPublished,
+                options.retainHandling, options.subscriptionIds, options.group,
+            ))
         return isNew
 
     def removeSubscription(self, session: Session, fullFilter: str) -> bool:
@@ -625,7 +757,21 @@ class Broker(Service):
         if options is None:
             return False
         self._trie.unsubscribe(options.topicFilter, session, options.group)
+        if self.journal is not None:
+            if session.persistent:
+                self.journal.write("subscriptionDeleted", session.clientId, fullFilter)
+            if options.group is not None:
+                self._groupGone(options.group, options.topicFilter)
         return True
+
+    def _groupGone(self, name: str, topicFilter: str) -> None:
+        """
+        Forget in the store what a shared subscription group kept, if the
+        group has just lost its last member.
+        """
+        if self._trie.sharedGroup(topicFilter, name) is None:
+            assert self.journal is not None
+            self.journal.write("sharedDeleted", (name, topicFilter))
 
     def checkFilter(self, fullFilter: str) -> tuple[str | None, str]:
         """
@@ -697,12 +843,29 @@ class Broker(Service):
         present = session is not None
         if session is None:
             session = Session(clientId, expiryInterval, self.counters, self._offlineLimits)
+            session.journal = self.journal
             self.sessions[clientId] = session
+        wasPersistent = session.persistent
         session.expiryInterval = expiryInterval
         session.identity = identity
         session.connection = protocol
         self.connections[clientId] = protocol
+        self.sessionChanged(session, wasPersistent)
         return session, present
+
+    def sessionChanged(self, session: Session, wasPersistent: bool) -> None:
+        """
+        Write a session's creation or new expiry interval to the store (and
+        forget it there if it no longer outlives its connection).
+        """
+        journal = self.journal
+        if journal is None:
+            return
+        if session.persistent:
+            journal.write("sessionSaved", session.clientId, session.expiryInterval,
+                          getattr(session.identity, "key", None))
+        elif wasPersistent:
+            journal.write("sessionDeleted", session.clientId)
 
     def _takeOver(
         self, old: MQTTServerProtocol, new: MQTTServerProtocol, newCleanStart: bool
@@ -755,6 +918,9 @@ class Broker(Service):
         if session is None:
             return
         session.connection = None
+        if session.persistent:
+            assert self.journal is not None
+            self.journal.write("sessionDisconnected", clientId, self.clock.seconds())
         if will is not None:
             delay = will.properties.get(PropertyId.WILL_DELAY_INTERVAL, 0) if will.properties else 0
             if delay and session.expiryInterval and not self._stopping:
@@ -797,11 +963,27 @@ class Broker(Service):
         """
         if self.sessions.get(session.clientId) is session:
             del self.sessions[session.clientId]
+        if session.persistent:
+            assert self.journal is not None
+            self.journal.write("sessionDeleted", session.clientId)
         held = session.sharedDeliveries()
+        shared = [(o.group, o.topicFilter) for o in session.subscriptions.values()
+                  if o.group is not None]
         session.clear(self._trie)
+        trie = self._trie
+        now = self.clock.seconds()
         for message, group in held:
-            if message.expiresAt is None or message.expiresAt > self.clock.seconds():
-                self._deliverShared(group, message, exclude=session)
+            if message.expiresAt is not None and message.expiresAt <= now:
+                continue
+            alive = trie.sharedGroup(group.topicFilter, group.name)
+            if alive is not None and alive is group:
+                self._deliverShared(alive, message, exclude=session)
+            else:
+                self.counters.dropped(f"$share/{group.name}/{group.topicFilter}", message,
+                                      "the shared group has no members left")
+        if self.journal is not None:
+            for name, topicFilter in shared:
+                self._groupGone(name, topicFilter)
 
     def publishWill(self, clientId: str, will: Will, client: Any = None) -> None:
         """

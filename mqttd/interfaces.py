@@ -263,3 +263,116 @@ class IMessageHook(Interface):
         A message for a session was dropped (queue limits, a stalled
         subscriber, expiry, the client's Maximum Packet Size, a hook).
         """
+
+
+# -- persistence ------------------------------------------------------------------
+
+
+class IStore(Interface):
+    """
+    Where the broker writes what must survive a restart, and reads it back
+    at start (see L{mqttd.store} for the records).  Every write method
+    returns L{None} or a C{Deferred}; the broker acknowledges a client's
+    PUBLISH only once the Deferreds of the writes it caused have fired
+    ("acknowledged means stored"), keeping acknowledgements in order.
+    Writes about one session come in the order the changes happened.
+    """
+
+    durable = Attribute(
+        "True if what is written survives the process (a crash included, once "
+        "the write's Deferred has fired)."
+    )
+
+    def load() -> Any:
+        """
+        Read everything back: a L{mqttd.store.StoredState}.  Called once,
+        when the broker starts; it may block.
+        """
+
+    def close() -> Any:
+        """
+        The broker stops: flush and release resources (None or a Deferred).
+        """
+
+    def retain(topic: str, message: Any) -> Any:
+        """
+        Retain C{message} on C{topic}, or clear the topic if it is L{None}.
+        """
+
+    def sessionSaved(clientId: str, expiryInterval: int, ownerKey: Any) -> Any:
+        """
+        A persistent session was created or resumed, or its expiry interval
+        changed; it is connected.
+        """
+
+    def sessionDisconnected(clientId: str, when: float) -> Any:
+        """
+        The session's connection ended at C{when} (its expiry counts from
+        there, also across a restart).
+        """
+
+    def sessionDeleted(clientId: str) -> Any:
+        """
+        The session ended (expired, or replaced by a clean one): forget it
+        with everything it had.
+        """
+
+    def subscriptionSaved(clientId: str, topicFilter: str, subscription: Any) -> Any:
+        """
+        A subscription was added or replaced (a
+        L{mqttd.store.SubscriptionRecord}).
+        """
+
+    def subscriptionDeleted(clientId: str, topicFilter: str) -> Any:
+        """
+        A subscription was removed.
+        """
+
+    def messageQueued(clientId: str, queued: Any) -> Any:
+        """
+        A QoS 1/2 message was queued for the session (a
+        L{mqttd.store.QueuedRecord}).
+        """
+
+    def messageDequeued(clientId: str, seq: int) -> Any:
+        """
+        The queued message C{seq} left the queue (sent, or dropped).
+        """
+
+    def inflightSaved(clientId: str, entry: Any) -> Any:
+        """
+        A message was sent and awaits acknowledgement, or its QoS 2 flow
+        moved to PUBREL (a L{mqttd.store.InflightRecord}).
+        """
+
+    def inflightDeleted(clientId: str, packetId: int) -> Any:
+        """
+        The client acknowledged the message completely.
+        """
+
+    def inboundSaved(clientId: str, packetId: int) -> Any:
+        """
+        An inbound QoS 2 PUBLISH was received: its packet id awaits PUBREL.
+        """
+
+    def inboundDeleted(clientId: str, packetId: int) -> Any:
+        """
+        PUBREL arrived for an inbound QoS 2 packet id.
+        """
+
+    def sharedQueued(group: Any, queued: Any) -> Any:
+        """
+        A QoS 1/2 message is kept by a shared subscription group
+        (C{(share name, topic filter)}) while none of its members is
+        connected (a L{mqttd.store.QueuedRecord}).
+        """
+
+    def sharedDequeued(group: Any, seq: int) -> Any:
+        """
+        The group's message C{seq} went to a member (or expired).
+        """
+
+    def sharedDeleted(group: Any) -> Any:
+        """
+        The group has no members left: forget the messages it kept.
+        """

@@ -79,6 +79,7 @@ from mqttd.hooks import Drop
 from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
 from mqttd.message import Message
 from mqttd.session import InflightEntry, Session, SubscriptionOptions
+from mqttd.store import Journal
 from mqttd.topics import InvalidTopic
 
 if TYPE_CHECKING:
@@ -185,6 +186,11 @@ class MQTTServerProtocol(Protocol):
         self._receiveChain = self.broker.authorizer
         self._checking = self._receiveChain is not None or self.broker.hooks is not None
         self._pendingPrepare: list[Any] | None = None
+        # Acknowledgements waiting for store writes, in order:
+        # [bytes, waiting, qos]; and how many of them are QoS 1 (they count
+        # towards our Receive Maximum).
+        self._acks: deque[list[Any]] = deque()
+        self._pendingQos1Acks = 0
         self._preparingNow = False
         self._willChecked = False
         self._throttling: set[MQTTServerProtocol] = set()
@@ -978,16 +984,21 @@ class MQTTServerProtocol(Protocol):
             # The codec guarantees a non-zero packet id for QoS 1 and 2.
             packetId: int = packet.packetId  # type: ignore[assignment]
             ack = 0x40 if qos == 1 else 0x50
+            awaiting = session.awaitingRel
             if qos == 2:
-                awaiting = session.awaitingRel
                 if packetId in awaiting:
                     # A duplicate: acknowledge again, never forward twice
                     # [MQTT-4.3.3-2].
-                    self.transport.write(b"\x50\x02" + packetId.to_bytes(2, "big"))
+                    self._reply(b"\x50\x02" + packetId.to_bytes(2, "big"))
                     return
                 limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
-                if len(awaiting) >= limit:
+                if len(awaiting) + self._pendingQos1Acks >= limit:
                     raise ProtocolError("too many QoS 2 messages awaiting PUBREL", 0x93)
+            elif self._pendingQos1Acks and self._v5 and (
+                len(awaiting) + self._pendingQos1Acks >= self._config.receiveMaximum
+            ):
+                # QoS 1 messages whose PUBACK waits for the store count too.
+                raise ProtocolError("Receive Maximum exceeded", 0x93)
             if tooDeep:
                 # v5: "Topic Name invalid", the message is refused, the
                 # connection stays (a QoS 2 flow ends with this PUBREC).
@@ -1032,10 +1043,22 @@ class MQTTServerProtocol(Protocol):
             code = deny.reasonCode if deny.reasonCode in PUBACK_REASONS else 0x87
             self._writeAck(ack, packetId, code, deny.reason)
             return
-        if qos == 2:
-            assert self.session is not None
-            self.session.awaitingRel.add(packetId)
-        self.transport.write(bytes((ack, 2)) + packetId.to_bytes(2, "big"))
+        data = bytes((ack, 2)) + packetId.to_bytes(2, "big")
+        if qos == 1:
+            self._reply(data)
+            return
+        assert self.session is not None
+        journal = self.broker.journal
+        if journal is None:
+            self.session.addAwaitingRel(packetId)
+            self._reply(data)
+            return
+        outer = journal.begin()
+        try:
+            self.session.addAwaitingRel(packetId)
+        finally:
+            writes = journal.end(outer)
+        self._replyStored(data, writes)
 
     def _acceptPublish(self, packet: Publish, topic: str, retain: bool) -> None:
         """
@@ -1078,6 +1101,10 @@ class MQTTServerProtocol(Protocol):
         packetId: int = packet.packetId or 0
         ack = 0x40 if qos == 1 else 0x50
         broker = self.broker
+        journal = broker.journal
+        if journal is not None and qos:
+            self._routeStored(packet, message, journal)
+            return
         retain = message.retain
         if retain and not broker.storeRetained(message):
             if self._v5 and qos:
@@ -1093,7 +1120,7 @@ class MQTTServerProtocol(Protocol):
             # goes out, so a client subscribed to its own topic sees the
             # acknowledgement first.  v5 says 0x10 when nobody subscribed.
             if qos == 2:
-                session.awaitingRel.add(packetId)
+                session.addAwaitingRel(packetId)
             if self._v5 and not found and not groups:
                 self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x10")
             else:
@@ -1105,15 +1132,131 @@ class MQTTServerProtocol(Protocol):
             finally:
                 broker.currentSource = None
 
+    def _routeStored(self, packet: Publish, message: Message, journal: Journal) -> None:
+        """
+        Retain and deliver a QoS 1/2 message with a store configured: the
+        PUBACK/PUBREC goes out once every write it caused is stored
+        ("acknowledged means stored"), after those of earlier messages.
+        """
+        session = self.session
+        assert session is not None
+        broker = self.broker
+        qos = packet.qos
+        packetId: int = packet.packetId  # type: ignore[assignment]
+        ack = 0x40 if qos == 1 else 0x50
+        # Exactly once across a crash: with a durable store, a QoS 2
+        # message goes out to subscribers only once its packet id and its
+        # copies are committed, so that the publisher's resend of a message
+        # the broker forgot cannot be delivered twice (catalogue DU-03).
+        # Its deliveries wait in the subscribers' queues until then.
+        hold = qos == 2 and broker.store is not None and broker.store.durable
+        held: set[MQTTServerProtocol] | None = set() if hold else None
+        outer = journal.begin()
+        try:
+            if message.retain and not broker.storeRetained(message) and self._v5:
+                refused = True
+            else:
+                refused = False
+                broker.counters.messagesIn += 1
+                found, groups = broker.match(message.topic)
+                if qos == 2:
+                    session.addAwaitingRel(packetId)
+                if found or groups:
+                    broker.currentSource = self
+                    broker.held = held
+                    try:
+                        broker.deliver(message, found, groups)
+                    finally:
+                        broker.currentSource = None
+                        broker.held = None
+        finally:
+            writes = journal.end(outer)
+        if refused:
+            self._writeAck(ack, packetId, 0x97, "retained message limit reached")
+            return
+        if self._v5 and not found and not groups:
+            data = bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x10"
+        else:
+            data = bytes((ack, 2)) + packetId.to_bytes(2, "big")
+        self._replyStored(data, writes, qos == 1, held or None)
+
+    def _replyStored(
+        self,
+        data: bytes,
+        writes: list[Deferred[Any]] | None,
+        countsAsQos1: bool = False,
+        held: set[MQTTServerProtocol] | None = None,
+    ) -> None:
+        """
+        Send an acknowledgement once the store writes behind it are stored,
+        and after every acknowledgement before it [MQTT-4.6.0-2].
+
+        @param writes: the Deferreds of the writes it waits for.
+        @param countsAsQos1: whether it is a PUBACK (a QoS 1 message waiting
+            for it counts towards our Receive Maximum).
+        @param held: connections whose queued deliveries may go out once
+            the writes are stored.
+        """
+        if not writes:
+            if self._acks:
+                self._acks.append([data, False, False])
+            else:
+                self.transport.write(data)
+            if held:
+                _release(held)
+            return
+        entry = [data, True, countsAsQos1]
+        self._acks.append(entry)
+        if countsAsQos1:
+            self._pendingQos1Acks += 1
+        stored = writes[0] if len(writes) == 1 else gatherResults(writes, consumeErrors=True)
+        stored.addCallbacks(self._ackStored, self._ackNotStored, callbackArgs=(entry, held),
+                            errbackArgs=(entry, held))
+
+    def _ackStored(self, result: Any, entry: list[Any],
+                   held: set[MQTTServerProtocol] | None = None) -> None:
+        if held:
+            _release(held)
+        entry[1] = False
+        if entry[2]:
+            entry[2] = False
+            self._pendingQos1Acks -= 1
+        acks = self._acks
+        while acks and not acks[0][1]:
+            if not self._closing:
+                self.transport.write(acks[0][0])
+            acks.popleft()
+
+    def _ackNotStored(self, failure: Failure, entry: list[Any],
+                      held: set[MQTTServerProtocol] | None = None) -> None:
+        if held:
+            # Not stored, but taken in memory: it goes out (the publisher,
+            # not acknowledged, may send it again).
+            _release(held)
+        if self._closing:
+            return
+        log.failure("store write failed for {clientId!r}", failure, clientId=self.clientId)
+        # Nothing that is not stored is acknowledged: the client sends it
+        # again after reconnecting.
+        self.closeWith(0x80, "the message could not be stored")
+
+    def _reply(self, data: bytes) -> None:
+        """
+        Send an acknowledgement that waits for no store write itself (but
+        stays behind those that do).
+        """
+        if self._acks:
+            self._acks.append([data, False, False])
+        else:
+            self.transport.write(data)
+
     def _writeAck(self, header: int, packetId: int, code: int, reason: str) -> None:
         """
         Write a v5 PUBACK/PUBREC/PUBCOMP with a failure reason code (and a
         Reason String when the client allows it).
         """
         kind = Puback if header == 0x40 else Pubrec if header == 0x50 else Pubcomp
-        self.transport.write(
-            self._encodeReply(lambda props: kind(packetId, code, props), reason)
-        )
+        self._reply(self._encodeReply(lambda props: kind(packetId, code, props), reason))
 
     # -- acknowledgements from the client ---------------------------------------
 
@@ -1139,7 +1282,7 @@ class MQTTServerProtocol(Protocol):
             # The client refused it: the flow ends here (v5 section 4.3.3).
             self._acknowledged(packet.packetId)
             return
-        entry.released = True
+        session.release(packet.packetId)
         self.transport.write(encode(Pubrel(packet.packetId), self._level))
 
     def _onPubcomp(self, packet: Pubcomp) -> None:
@@ -1155,13 +1298,22 @@ class MQTTServerProtocol(Protocol):
     def _onPubrel(self, packet: Pubrel) -> None:
         session = self.session
         assert session is not None
-        try:
-            session.awaitingRel.remove(packet.packetId)
-        except KeyError:
-            if self._v5:
-                self._writeAck(0x70, packet.packetId, 0x92, "unknown packet identifier")
-                return
-        self.transport.write(b"\x70\x02" + packet.packetId.to_bytes(2, "big"))
+        journal = self.broker.journal
+        if journal is None:
+            known = session.removeAwaitingRel(packet.packetId)
+            writes = None
+        else:
+            # PUBCOMP only once the packet id is forgotten in the store too:
+            # the client may use it again for a new message at once.
+            outer = journal.begin()
+            try:
+                known = session.removeAwaitingRel(packet.packetId)
+            finally:
+                writes = journal.end(outer)
+        if not known and self._v5:
+            self._writeAck(0x70, packet.packetId, 0x92, "unknown packet identifier")
+            return
+        self._replyStored(b"\x70\x02" + packet.packetId.to_bytes(2, "big"), writes)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------
 
@@ -1269,7 +1421,6 @@ class MQTTServerProtocol(Protocol):
         if session is None:
             return
         broker = self.broker
-        v5 = self._v5
         if self._level == MQTT_3_1 and answers is not None:
             for index, item in enumerate(planned):
                 if isinstance(item, _SubscribePlan) and answers[index] is not True:
@@ -1278,6 +1429,47 @@ class MQTTServerProtocol(Protocol):
                     raise ProtocolError(
                         f"subscription to {item.topicFilter!r} not authorized", 0x87
                     )
+        journal = broker.journal
+        outer = journal.begin() if journal is not None else None
+        try:
+            codes, replays, problems, sharedAdded = self._subscribeApply(
+                answers, session, planned, subscriptionId
+            )
+        finally:
+            writes = journal.end(outer) if journal is not None else None
+        suback = self._encodeReply(
+            lambda props: Suback(packet.packetId, tuple(codes), props), "; ".join(problems)
+        )
+        if len(suback) > self._peerMaxPacket:
+            self.closeWith(0x95, "SUBACK larger than the client's maximum packet size")
+            return
+        # The SUBACK waits until the subscriptions are stored; matching
+        # messages may go out before it (MQTT 3.1.1 section 3.8.4).
+        self._replyStored(suback, writes)
+        if replays:
+            if not self._replays:
+                self._beforeReplays = len(session.queue)
+            for options in replays:
+                self._replays.append([broker.iterRetained(options.topicFilter), options, None])
+            self._pump()
+        if sharedAdded:
+            broker.drainSharedQueues(session)
+
+    def _subscribeApply(
+        self,
+        answers: list[Any] | None,
+        session: Session,
+        planned: list[_Refusal | _SubscribePlan],
+        subscriptionId: int | None,
+    ) -> tuple[list[int], list[SubscriptionOptions], list[str], bool]:
+        """
+        Add the subscriptions the authorizers allowed.
+
+        @return: the SUBACK codes, the subscriptions that get retained
+            messages, the problems to report, whether a shared one was added.
+        """
+        broker = self.broker
+        v5 = self._v5
         codes = []
         replays = []
         problems = []
@@ -1313,32 +1505,28 @@ class MQTTServerProtocol(Protocol):
                 request.retainHandling == 0 or (request.retainHandling == 1 and item.isNew)
             ):
                 replays.append(options)
-        suback = self._encodeReply(
-            lambda props: Suback(packet.packetId, tuple(codes), props), "; ".join(problems)
-        )
-        if not self._writeLimited(suback, "SUBACK"):
-            return
-        if replays:
-            if not self._replays:
-                self._beforeReplays = len(session.queue)
-            for options in replays:
-                self._replays.append([broker.iterRetained(options.topicFilter), options, None])
-            self._pump()
-        if sharedAdded:
-            broker.drainSharedQueues(session)
+        return codes, replays, problems, sharedAdded
 
     def _onUnsubscribe(self, packet: Unsubscribe) -> None:
         session = self.session
         assert session is not None
         codes = []
         hooks = self.broker.hooks
-        for fullFilter in packet.topicFilters:
-            existed = self.broker.removeSubscription(session, fullFilter)
-            codes.append(0x00 if existed else 0x11)
-            if existed and hooks is not None:
-                hooks.event("unsubscribed", self.clientInfo, fullFilter)
-        self._writeLimited(encode(Unsuback(packet.packetId, tuple(codes)), self._level),
-                           "UNSUBACK")
+        journal = self.broker.journal
+        outer = journal.begin() if journal is not None else None
+        try:
+            for fullFilter in packet.topicFilters:
+                existed = self.broker.removeSubscription(session, fullFilter)
+                codes.append(0x00 if existed else 0x11)
+                if existed and hooks is not None:
+                    hooks.event("unsubscribed", self.clientInfo, fullFilter)
+        finally:
+            writes = journal.end(outer) if journal is not None else None
+        unsuback = encode(Unsuback(packet.packetId, tuple(codes)), self._level)
+        if len(unsuback) > self._peerMaxPacket:
+            self.closeWith(0x95, "UNSUBACK larger than the client's maximum packet size")
+            return
+        self._replyStored(unsuback, writes)
 
     def _writeLimited(self, data: bytes, what: str) -> bool:
         """
@@ -1368,7 +1556,9 @@ class MQTTServerProtocol(Protocol):
                     # Section 3.14.2.2.2: about the value the client sent.
                     raise ProtocolError("session expiry set at DISCONNECT after 0 at CONNECT")
                 if session is not None:
+                    wasPersistent = session.persistent
                     session.expiryInterval = min(expiry, self._config.maxSessionExpiry)
+                    self.broker.sessionChanged(session, wasPersistent)
         # Only a normal disconnection (0x00, and any 3.1.x DISCONNECT)
         # discards the will [MQTT-3.1.2-10], [MQTT-3.14.4-3]; 0x04 and the
         # error codes keep it [MQTT-3.1.2-8].
@@ -1400,7 +1590,7 @@ class MQTTServerProtocol(Protocol):
             # Still attached while closing (e.g. within connectionLost): the
             # session keeps QoS 1/2 messages as for an offline session.
             if qos:
-                session.enqueue((message, qos, retain, subscriptionIds, group),
+                session.enqueue(session.newDelivery(message, qos, retain, subscriptionIds, group),
                                 *session.offlineLimits)
             return
         if (
@@ -1410,9 +1600,10 @@ class MQTTServerProtocol(Protocol):
             and not self._replays
             and (not qos or (self._inFlight < self._sendWindow
                              and len(session.inflight) < 0xFFFF))
+            and self.broker.held is None
         ):
             if self._checking:
-                delivery = (message, qos, retain, subscriptionIds, group)
+                delivery = session.newDelivery(message, qos, retain, subscriptionIds, group)
                 prepared = self._prepare(message, delivery)
                 if prepared is False:
                     return
@@ -1423,7 +1614,7 @@ class MQTTServerProtocol(Protocol):
                 message = prepared  # type: ignore[assignment]
             self._write(message, qos, retain, subscriptionIds, group)
             return
-        delivery = (message, qos, retain, subscriptionIds, group)
+        delivery = session.newDelivery(message, qos, retain, subscriptionIds, group)
         if self._stalled:
             if not qos:
                 session.drop(message, "subscriber stalled")
@@ -1433,6 +1624,9 @@ class MQTTServerProtocol(Protocol):
                 self._checkOverflow()
             return
         session.forceEnqueue(delivery)
+        held = self.broker.held
+        if held is not None:
+            held.add(self)
         if len(session.queue) >= self._highWater[0] or session.queuedBytes >= self._highWater[1]:
             self._congested()
 
@@ -1677,7 +1871,7 @@ class MQTTServerProtocol(Protocol):
                 continue
             if not queue:
                 break
-            message, qos, retain, subscriptionIds, group = queue[0]
+            message, qos, retain, subscriptionIds, group, _ = queue[0]
             if qos and (self._inFlight >= window or len(inflight) >= 0xFFFF):
                 break
             if checking:
@@ -1758,9 +1952,7 @@ class MQTTServerProtocol(Protocol):
         while session.queue and (
             len(session.queue) > limitMessages or session.queuedBytes > limitBytes
         ):
-            message = session.queue.pop()[0]
-            session.queuedBytes -= message.size
-            session.drop(message, "queue full")
+            session.dropNewest("queue full")
         self._beforeReplays = min(self._beforeReplays, len(session.queue))
         self._checkOverflow()
 
@@ -1858,3 +2050,12 @@ class MQTTServerFactory(Factory):
         d = self.portal.login(credentials, protocol, IMQTTClient)
         d.addCallback(lambda result: result[1])
         return d
+
+
+def _release(held: set[MQTTServerProtocol]) -> None:
+    """
+    Let connections send the deliveries a QoS 2 message left in their
+    queues while it was being stored.
+    """
+    for protocol in held:
+        protocol._pump()

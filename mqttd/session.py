@@ -117,8 +117,8 @@ class InflightEntry:
 
 
 # A queued delivery: (message, qos, retain flag, subscription identifiers,
-# shared subscription group or None).
-Delivery = tuple[Message, int, bool, tuple[int, ...], Any]
+# shared subscription group or None, sequence number in the session).
+Delivery = tuple[Message, int, bool, tuple[int, ...], Any, int]
 
 
 class Session:
@@ -139,6 +139,9 @@ class Session:
     @ivar connection: the live connection, or L{None} while offline.
     @ivar identity: the authenticated identity that owns the session.
     @ivar dropped: messages dropped for this session (queue limits).
+    @ivar journal: where changes are written when the broker has a store
+        (L{mqttd.store.Journal}), or L{None}; only sessions with an expiry
+        interval write, and only their QoS 1/2 messages.
     """
 
     def __init__(
@@ -166,7 +169,39 @@ class Session:
         self.identity: Any = None
         self.dropped = 0
         self.expiryCall: Any = None
+        self.journal: Any = None
         self._nextPacketId = 1
+        self._seq = 0
+
+    @property
+    def persistent(self) -> bool:
+        """
+        Whether the session's changes are written to the store.
+        """
+        return self.journal is not None and self.expiryInterval > 0
+
+    def newDelivery(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscriptionIds: tuple[int, ...] = (),
+        group: Any = None,
+    ) -> Delivery:
+        """
+        A delivery for this session's queue, numbered.
+        """
+        self._seq += 1
+        return (message, qos, retain, subscriptionIds, group, self._seq)
+
+    def _journalQueued(self, delivery: Delivery) -> None:
+        from mqttd.store import QueuedRecord
+
+        group = delivery[4]
+        self.journal.write("messageQueued", self.clientId, QueuedRecord(
+            delivery[5], delivery[0], delivery[1], delivery[2], delivery[3],
+            None if group is None else (group.name, group.topicFilter),
+        ))
 
     def __repr__(self) -> str:
         state = "online" if self.connection is not None else "offline"
@@ -203,6 +238,8 @@ class Session:
             return False
         self.queue.append(delivery)
         self.queuedBytes += size
+        if delivery[1] and self.journal is not None and self.expiryInterval:
+            self._journalQueued(delivery)
         return True
 
     def forceEnqueue(self, delivery: Delivery) -> None:
@@ -212,6 +249,8 @@ class Session:
         """
         self.queue.append(delivery)
         self.queuedBytes += delivery[0].size
+        if delivery[1] and self.journal is not None and self.expiryInterval:
+            self._journalQueued(delivery)
 
     def popQueued(self) -> Delivery:
         """
@@ -219,7 +258,20 @@ class Session:
         """
         delivery = self.queue.popleft()
         self.queuedBytes -= delivery[0].size
+        if delivery[1] and self.journal is not None and self.expiryInterval:
+            self.journal.write("messageDequeued", self.clientId, delivery[5])
         return delivery
+
+    def dropNewest(self, reason: str) -> None:
+        """
+        Drop the newest queued delivery (queue limits of a stalled
+        subscriber).
+        """
+        delivery = self.queue.pop()
+        self.queuedBytes -= delivery[0].size
+        if delivery[1] and self.journal is not None and self.expiryInterval:
+            self.journal.write("messageDequeued", self.clientId, delivery[5])
+        self.drop(delivery[0], reason)
 
     def dropQos0(self) -> int:
         """
@@ -251,6 +303,28 @@ class Session:
         """
         self.inflight[packetId] = entry
         self.queuedBytes += entry.message.size
+        if self.journal is not None and self.expiryInterval:
+            self._journalInflight(packetId, entry)
+
+    def _journalInflight(self, packetId: int, entry: InflightEntry) -> None:
+        from mqttd.store import InflightRecord
+
+        group = entry.group
+        self.journal.write("inflightSaved", self.clientId, InflightRecord(
+            packetId, entry.message, entry.qos, entry.retain, entry.subscriptionIds,
+            entry.released, None if group is None else (group.name, group.topicFilter),
+        ))
+
+    def release(self, packetId: int) -> InflightEntry:
+        """
+        PUBREC arrived for an outbound QoS 2 message: PUBREL is what is
+        (re)sent for it from now on.
+        """
+        entry = self.inflight[packetId]
+        entry.released = True
+        if self.journal is not None and self.expiryInterval:
+            self._journalInflight(packetId, entry)
+        return entry
 
     def removeInflight(self, packetId: int) -> InflightEntry:
         """
@@ -258,7 +332,30 @@ class Session:
         """
         entry = self.inflight.pop(packetId)
         self.queuedBytes -= entry.message.size
+        if self.journal is not None and self.expiryInterval:
+            self.journal.write("inflightDeleted", self.clientId, packetId)
         return entry
+
+    def addAwaitingRel(self, packetId: int) -> None:
+        """
+        An inbound QoS 2 PUBLISH was taken: its packet id awaits PUBREL.
+        """
+        self.awaitingRel.add(packetId)
+        if self.journal is not None and self.expiryInterval:
+            self.journal.write("inboundSaved", self.clientId, packetId)
+
+    def removeAwaitingRel(self, packetId: int) -> bool:
+        """
+        PUBREL arrived for an inbound packet id.
+
+        @return: whether it was awaited.
+        """
+        if packetId not in self.awaitingRel:
+            return False
+        self.awaitingRel.remove(packetId)
+        if self.journal is not None and self.expiryInterval:
+            self.journal.write("inboundDeleted", self.clientId, packetId)
+        return True
 
     def sharedDeliveries(self) -> list[tuple[Message, Any]]:
         """
@@ -308,7 +405,8 @@ class Session:
         if connection is not None:
             connection.sendMessage(message, qos, retain, subscriptionIds, group)
         elif qos:
-            self.enqueue((message, qos, retain, subscriptionIds, group), *self.offlineLimits)
+            self.enqueue(self.newDelivery(message, qos, retain, subscriptionIds, group),
+                         *self.offlineLimits)
 
 
 class _NullCounters:

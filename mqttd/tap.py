@@ -442,7 +442,8 @@ def makeService(options: Options) -> IService:
     C{--allow-anonymous}).
     """
     top = MultiService()
-    broker = Broker(options.brokerConfig, authorizers=options.authorizers, hooks=options.hooks)
+    broker = Broker(options.brokerConfig, authorizers=options.authorizers, hooks=options.hooks,
+                    store=options.store)
     broker.setServiceParent(top)
     for plugin in [*options.authenticators, *options.authorizers, *options.hooks]:
         if IReloadable.providedBy(plugin):

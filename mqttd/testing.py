@@ -27,7 +27,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -53,17 +53,19 @@ from mqttd.codec import (
     Publish,
     Pubrec,
     Pubrel,
+    Suback,
     Subscribe,
     SubscriptionRequest,
     Unsubscribe,
     Will,
     encode,
 )
-from mqttd.codec.properties import NO_PROPERTIES, Properties
+from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
 from mqttd.config import BrokerConfig
-from mqttd.interfaces import IAuthorizer
+from mqttd.interfaces import IAuthorizer, IStore
 from mqttd.message import Message
 from mqttd.protocol import MQTTServerFactory, MQTTServerProtocol
+from mqttd.store import InflightRecord, QueuedRecord, SessionRecord, StoredState
 
 
 class MQTTTestClient(Protocol):
@@ -234,17 +236,23 @@ class InMemoryBroker:
     @ivar factory: the server factory clients connect through.
     """
 
-    def __init__(self, config: BrokerConfig | None = None, **settings: Any) -> None:
+    def __init__(
+        self, config: BrokerConfig | None = None, store: IStore | None = None, **settings: Any
+    ) -> None:
         """
         @param config: broker settings; keyword arguments override single
             settings (e.g. C{maxQueuedMessages=10}).
+        @param store: a store; the broker service is then started, so that
+            it reads back what the store holds.
         """
         self.clock = Clock()
         if config is None:
             config = BrokerConfig()
         if settings:
             config = config.replace(**settings)
-        self.broker = Broker(config, clock=self.clock)
+        self.broker = Broker(config, clock=self.clock, store=store)
+        if store is not None:
+            self.broker.startService()
         self.factory = MQTTServerFactory(self.broker)
         self._pumps: list[iosim.IOPump] = []
 
@@ -326,8 +334,9 @@ class InMemoryBroker:
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase as _TestCaseBase
+    from twisted.trial.unittest import TestCase as _AsyncTestCaseBase
 else:
-    _TestCaseBase = object
+    _TestCaseBase = _AsyncTestCaseBase = object
 
 
 class AuthenticatorConformanceMixin(_TestCaseBase):
@@ -498,3 +507,306 @@ class _AllowRest:
 
     def authorizeReceive(self, client: Any, topic: str, qos: int, retain: bool) -> Any:
         return ALLOW
+
+
+class StoreConformanceMixin(_AsyncTestCaseBase):
+    """
+    Tests every store plug-in should pass: what is written comes back after
+    the store is closed and opened again, deletions stick, and a broker
+    restarted on the store gives back what it acknowledged.  Mix it into a
+    C{twisted.trial.unittest.TestCase} (the tests return Deferreds; the
+    reactor runs) and define:
+
+      - C{makeStore()}: a new, empty store (or a Deferred of one);
+      - C{reopenStore(store)}: called once C{store.close()} has finished: a
+        store reading what C{store} wrote (or a Deferred of one); an
+        in-memory store may return C{store} itself.
+
+    Every test calls C{load()} first, as the broker does.
+    """
+
+    def makeStore(self) -> Any:
+        raise NotImplementedError("define makeStore()")
+
+    def reopenStore(self, store: Any) -> Any:
+        raise NotImplementedError("define reopenStore(store)")
+
+    @inlineCallbacks
+    def _open(self) -> Any:
+        store = yield maybeDeferred(self.makeStore)
+        state = store.load()
+        self.addCleanup(_closeQuietly, store)
+        return store, state
+
+    @inlineCallbacks
+    def _reload(self, store: Any) -> Any:
+        yield maybeDeferred(store.close)
+        store = yield maybeDeferred(self.reopenStore, store)
+        state = store.load()
+        self.addCleanup(_closeQuietly, store)
+        return store, state
+
+    @inlineCallbacks
+    def test_providesIStore(self) -> Any:
+        """It provides IStore; C{durable} is a bool; a new store is empty."""
+        store, state = yield self._open()
+        verifyObject(IStore, store)
+        self.assertIsInstance(store.durable, bool)
+        self.assertEqual(_plainState(state), _plainState(StoredState()))
+
+    @inlineCallbacks
+    def test_roundTrip(self) -> Any:
+        """Everything written comes back, messages with all their fields."""
+        store, _ = yield self._open()
+        expected = _sampleState()
+        yield _writeState(store, expected)
+        store, state = yield self._reload(store)
+        self.assertEqual(_plainState(state), _plainState(expected))
+
+    @inlineCallbacks
+    def test_updates(self) -> Any:
+        """Saving again replaces; a message moving to PUBREL keeps its place."""
+        store, _ = yield self._open()
+        expected = _sampleState()
+        yield _writeState(store, expected)
+        record = expected.sessions["persistent"]
+        first = next(iter(record.inflight.values()))
+        first.released = True
+        record.expiryInterval = 7
+        record.ownerKey = ("user", b"someone else")
+        record.disconnectedAt = None
+        record.subscriptions["a/#"] = ("a/#", 0, True, False, 2, (), None)
+        expected.retained["r/1"] = Message("r/1", b"newer", 1, True)
+        yield _settle([
+            store.inflightSaved("persistent", InflightRecord(
+                first.packetId, first.message, first.qos, first.retain, first.subscriptionIds,
+                True, first.group,
+            )),
+            store.sessionSaved("persistent", 7, ("user", b"someone else")),
+            store.subscriptionSaved("persistent", "a/#", record.subscriptions["a/#"]),
+            store.retain("r/1", expected.retained["r/1"]),
+        ])
+        store, state = yield self._reload(store)
+        self.assertEqual(_plainState(state), _plainState(expected))
+
+    @inlineCallbacks
+    def test_deletions(self) -> Any:
+        """Each kind of record can be deleted; a deleted session takes all its records."""
+        store, _ = yield self._open()
+        expected = _sampleState()
+        yield _writeState(store, expected)
+        record = expected.sessions["persistent"]
+        seq = min(record.queue)
+        packetId = next(iter(record.inflight))
+        inbound = min(record.awaitingRel)
+        del record.queue[seq]
+        del record.inflight[packetId]
+        record.awaitingRel.discard(inbound)
+        del record.subscriptions["a/#"]
+        del expected.retained["r/1"]
+        del expected.sessions["other"]
+        [(group, queue)] = list(expected.shared.items())
+        sharedSeq = min(queue)
+        del queue[sharedSeq]
+        yield _settle([
+            store.messageDequeued("persistent", seq),
+            store.inflightDeleted("persistent", packetId),
+            store.inboundDeleted("persistent", inbound),
+            store.subscriptionDeleted("persistent", "a/#"),
+            store.retain("r/1", None),
+            store.sessionDeleted("other"),
+            store.sharedDequeued(group, sharedSeq),
+        ])
+        store, state = yield self._reload(store)
+        self.assertEqual(_plainState(state), _plainState(expected))
+        yield _settle([store.sharedDeleted(group)] + [
+            store.sessionDeleted(clientId) for clientId in expected.sessions
+        ])
+        store, state = yield self._reload(store)
+        self.assertEqual(_plainState(state), _plainState(
+            StoredState(retained={"r/2": expected.retained["r/2"]})
+        ))
+
+    @inlineCallbacks
+    def test_brokerRestart(self) -> Any:
+        """
+        A broker restarted on the store gives back the session, its
+        subscription, the QoS 1 message it acknowledged for the offline
+        subscriber and the retained message; PUBACK only once stored.
+        """
+        store, _ = yield self.makeStoreForBroker()
+        env = InMemoryBroker(store=store)
+        subscriber = env.connect("conformance-sub", cleanStart=False)
+        subscriber.subscribe("c/#", qos=1)
+        env.flush()
+        yield _waitFor(env, lambda: any(isinstance(p, Suback) for p in subscriber.take()))
+        subscriber.disconnect()
+        publisher = env.connect("conformance-pub")
+        packetId = publisher.publish("c/queued", b"kept", qos=1)
+        publisher.publish("c/retained", b"last", qos=1, retain=True)
+        env.flush()
+        acks: list[Puback] = []
+
+        def acked() -> bool:
+            acks.extend(p for p in publisher.take() if isinstance(p, Puback))
+            return len(acks) == 2
+
+        yield _waitFor(env, acked)
+        self.assertEqual(acks[0].packetId, packetId)
+        yield maybeDeferred(env.broker.stopService)
+        store = yield maybeDeferred(self.reopenStore, store)
+        self.addCleanup(_closeQuietly, store)
+        env = InMemoryBroker(store=store)
+        subscriber = env.connect("conformance-sub", cleanStart=False)
+        self.assertTrue(subscriber.connack.sessionPresent)
+        env.flush()
+        self.assertEqual(
+            sorted((p.topic, p.payload) for p in subscriber.publishes()),
+            [("c/queued", b"kept"), ("c/retained", b"last")],
+        )
+        yield maybeDeferred(env.broker.stopService)
+
+    @inlineCallbacks
+    def makeStoreForBroker(self) -> Any:
+        """
+        A new store, not loaded (the broker loads it).
+        """
+        store = yield maybeDeferred(self.makeStore)
+        return store, None
+
+
+def _closeQuietly(store: Any) -> Any:
+    try:
+        return maybeDeferred(store.close).addErrback(lambda failure: None)
+    except Exception:
+        return None
+
+
+@inlineCallbacks
+def _waitFor(env: InMemoryBroker, condition: Any, attempts: int = 500) -> Any:
+    """
+    Let the reactor run (store threads, timers) until C{condition()} holds,
+    flushing the in-memory connections in between.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    for _ in range(attempts):
+        env.flush()
+        if condition():
+            return
+        yield deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("the store never finished its writes")
+
+
+def _settle(results: Sequence[Any]) -> Deferred[Any]:
+    return gatherResults(
+        [r if isinstance(r, Deferred) else succeed(r) for r in results], consumeErrors=True
+    )
+
+
+def _plainMessage(message: Message) -> tuple[Any, ...]:
+    props = {int(k): v for k, v in message.properties.items()} if message.properties else {}
+    return (message.topic, message.payload, message.qos, message.retain, props,
+            message.senderId, message.expiresAt)
+
+
+def _plainState(state: StoredState) -> Any:
+    def queued(q: QueuedRecord) -> Any:
+        return (q.seq, _plainMessage(q.message), q.qos, q.retain, tuple(q.subscriptionIds),
+                q.group)
+
+    sessions = {}
+    for clientId, r in state.sessions.items():
+        sessions[clientId] = (
+            r.clientId, r.expiryInterval, r.ownerKey, r.disconnectedAt,
+            {k: (*v[:5], tuple(v[5]), v[6]) for k, v in r.subscriptions.items()},
+            sorted(queued(q) for q in r.queue.values()),
+            [(i.packetId, _plainMessage(i.message), i.qos, i.retain, tuple(i.subscriptionIds),
+              i.released, i.group) for i in r.inflight.values()],
+            sorted(r.awaitingRel),
+        )
+    return (
+        sessions,
+        {topic: _plainMessage(m) for topic, m in state.retained.items()},
+        {group: sorted(queued(q) for q in queue.values()) for group, queue in state.shared.items()},
+    )
+
+
+def _sampleState() -> StoredState:
+    """
+    A state that uses every kind of record and every message field.
+    """
+    rich = Message(
+        "a/b", b"\x00\xffpayload", 2, False,
+        {
+            PropertyId.PAYLOAD_FORMAT_INDICATOR: 1,
+            PropertyId.CONTENT_TYPE: "text/plain",
+            PropertyId.RESPONSE_TOPIC: "reply/here",
+            PropertyId.CORRELATION_DATA: b"\x01\x02",
+            PropertyId.USER_PROPERTY: (("b", "2"), ("a", "1"), ("b", "3")),
+        },
+        "publisher", 1_900_000_000.5,
+    )
+    plain = Message("a/c", b"", 1, True, NO_PROPERTIES, None, None)
+    persistent = SessionRecord(
+        "persistent", 3600, ("user", b"caf\xc3\xa9\xff"), 1_800_000_000.25,
+        subscriptions={
+            "a/#": ("a/#", 2, False, True, 1, (5, 9), None),
+            "$share/g/a/+": ("a/+", 1, False, False, 0, (), "g"),
+        },
+        queue={
+            3: QueuedRecord(3, rich, 2, False, (5,), None),
+            4: QueuedRecord(4, plain, 1, True, (), ("g", "a/+")),
+            9: QueuedRecord(9, rich, 1, False, (5, 9), None),
+        },
+        inflight={
+            7: InflightRecord(7, plain, 1, False, (), False, ("g", "a/+")),
+            2: InflightRecord(2, rich, 2, False, (9,), True, None),
+            65535: InflightRecord(65535, rich, 2, True, (), False, None),
+        },
+        awaitingRel={1, 300, 65535},
+    )
+    other = SessionRecord(
+        "other", 0xFFFFFFFF, ("anonymous",), None,
+        subscriptions={"x": ("x", 0, False, False, 0, (), None)},
+        queue={1: QueuedRecord(1, plain, 1, False)},
+        inflight={1: InflightRecord(1, plain, 1, False)},
+        awaitingRel={1},
+    )
+    anonymous = SessionRecord("\u00e9t\u00e9 \U0001f600", 10, None, None)
+    return StoredState(
+        sessions={"persistent": persistent, "other": other, anonymous.clientId: anonymous},
+        retained={
+            "r/1": Message("r/1", b"one", 1, True, NO_PROPERTIES, "x", None),
+            "r/2": Message("r/2", b"two", 0, True, rich.properties, None, 1_900_000_001.0),
+        },
+        shared={("g", "a/+"): {5: QueuedRecord(5, rich, 1, False), 6: QueuedRecord(6, plain, 2,
+                                                                                    True)}},
+    )
+
+
+def _writeState(store: Any, state: StoredState) -> Deferred[Any]:
+    """
+    Write a state the way the broker would.
+    """
+    results = []
+    for record in state.sessions.values():
+        results.append(store.sessionSaved(record.clientId, record.expiryInterval,
+                                          record.ownerKey))
+        for fullFilter, subscription in record.subscriptions.items():
+            results.append(store.subscriptionSaved(record.clientId, fullFilter, subscription))
+        for queued in record.queue.values():
+            results.append(store.messageQueued(record.clientId, queued))
+        for entry in record.inflight.values():
+            results.append(store.inflightSaved(record.clientId, entry))
+        for packetId in record.awaitingRel:
+            results.append(store.inboundSaved(record.clientId, packetId))
+        if record.disconnectedAt is not None:
+            results.append(store.sessionDisconnected(record.clientId, record.disconnectedAt))
+    for topic, message in state.retained.items():
+        results.append(store.retain(topic, message))
+    for group, queue in state.shared.items():
+        for queued in queue.values():
+            results.append(store.sharedQueued(group, queued))
+    return _settle(results)

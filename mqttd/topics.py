@@ -125,18 +125,20 @@ class SharedGroup:
     @ivar topicFilter: the filter the group subscribes to.
     @ivar members: subscriber key -> subscription options, in joining order.
     @ivar cursor: where the broker's round-robin continues.
-    @ivar queue: messages kept while no member is connected (the broker
-        bounds it).
+    @ivar queue: (message, seq) kept while no member is connected (the
+        broker bounds it).
+    @ivar seq: the number of the last message queued.
     """
 
-    __slots__ = ("name", "topicFilter", "members", "cursor", "queue")
+    __slots__ = ("name", "topicFilter", "members", "cursor", "queue", "seq")
 
     def __init__(self, name: str, topicFilter: str) -> None:
         self.name = name
         self.topicFilter = topicFilter
         self.members: dict[Hashable, Any] = {}
         self.cursor = 0
-        self.queue: deque[Any] = deque()
+        self.queue: deque[tuple[Any, int]] = deque()
+        self.seq = 0
 
     def __repr__(self) -> str:
         return f"<SharedGroup $share/{self.name}/{self.topicFilter} {len(self.members)} members>"
