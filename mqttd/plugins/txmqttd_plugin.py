@@ -12,7 +12,7 @@ from typing import Any
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from mqttd.interfaces import IAuthenticatorFactory, IAuthorizerFactory
+from mqttd.interfaces import IAuthenticatorFactory, IAuthorizerFactory, IStoreFactory
 
 
 @implementer(IPlugin, IAuthenticatorFactory)
@@ -66,6 +66,47 @@ file=PATH: the ACL file; re-read on SIGHUP. An empty file denies everything."""
             raise PluginError(f"aclfile: {e}") from None
 
 
+@implementer(IPlugin, IStoreFactory)
+class MemoryStoreFactory:
+    name = "memory"
+    description = (
+        "Sessions and retained messages in memory: they survive a restart of the broker "
+        "service inside its process (embedding), not of the process."
+    )
+    argumentsHelp = "(no arguments)"
+
+    def makeStore(self, arguments: Any) -> Any:
+        from mqttd.store.memory import MemoryStore
+
+        arguments.onlyKnown()
+        return MemoryStore()
+
+
+@implementer(IPlugin, IStoreFactory)
+class SQLiteStoreFactory:
+    name = "sqlite"
+    description = (
+        "Persistent sessions, their QoS 1/2 messages and retained messages in an SQLite "
+        "file: a message is acknowledged once committed."
+    )
+    argumentsHelp = """\
+file=PATH: the database file (created if missing; one broker per file)
+synchronous=full|normal|off: full (default) survives a power cut; normal
+    survives a crash of the broker but may lose the last commits in a power cut"""
+
+    def makeStore(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+        from mqttd.store.sqlite import SQLiteStore, SQLiteStoreError
+
+        arguments.onlyKnown("file", "synchronous")
+        try:
+            return SQLiteStore(arguments.path("file"), arguments.get("synchronous", "full"))
+        except SQLiteStoreError as e:
+            raise PluginError(f"sqlite: {e}") from None
+
+
 passwd = PasswordFileFactory()
 anonymous = AnonymousFactory()
 aclfile = AclFileFactory()
+memory = MemoryStoreFactory()
+sqlite = SQLiteStoreFactory()

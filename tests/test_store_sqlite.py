@@ -1,0 +1,360 @@
+"""
+The SQLite store: its file (permissions, damage, versions, locking), group
+commit, and the catalogue's crash rows (DU-02, DU-08, DU-09) against the
+real broker killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sqlite3
+import stat
+import struct
+import subprocess
+import time
+from typing import Any
+
+from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from mqttd.codec import (
+    MQTT_5,
+    Connack,
+    Connect,
+    Decoder,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    SubscriptionRequest,
+    encode,
+)
+from mqttd.codec.properties import PropertyId
+from mqttd.message import Message
+from mqttd.store import QueuedRecord, StoredState
+from mqttd.store.sqlite import SCHEMA_VERSION, SQLiteStore, SQLiteStoreError
+from tests.brokerprocess import _TWISTD, BrokerProcess
+from tests.clienthelpers import tempDirectory
+
+
+class SQLiteFileTests(TestCase):
+    """
+    What the store does with its file.
+    """
+
+    def setUp(self) -> None:
+        self.directory = tempDirectory(self)
+        self.path = os.path.join(self.directory, "mqttd.db")
+
+    def openStore(self) -> SQLiteStore:
+        store, _ = self.loadStore()
+        return store
+
+    def loadStore(self) -> tuple[SQLiteStore, StoredState]:
+        store = SQLiteStore(self.path)
+        state = store.load()
+        self.addCleanup(store.close)
+        return store, state
+
+    @inlineCallbacks
+    def test_filesOnlyForTheOwner(self) -> Any:
+        """The database and its WAL file are created with mode 0600 (DU-09)."""
+        store = self.openStore()
+        yield store.retain("t", Message("t", b"x", 1, True))
+        created = [n for n in os.listdir(self.directory) if n.startswith("mqttd.db")]
+        self.assertIn("mqttd.db", created)
+        for name in created:
+            mode = stat.S_IMODE(os.stat(os.path.join(self.directory, name)).st_mode)
+            self.assertEqual(mode, 0o600, name)
+
+    def test_garbageRefused(self) -> None:
+        """A file that is not a database is refused with the reason (DU-08)."""
+        with open(self.path, "wb") as f:
+            f.write(random.Random(1).randbytes(8192))
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, self.path)
+        self.assertIn(self.path, str(e))
+        self.assertIn("not a database", str(e))
+
+    def test_zeroLengthStartsEmpty(self) -> None:
+        """An empty file is an empty store (DU-08)."""
+        open(self.path, "wb").close()
+        _, state = self.loadStore()
+        self.assertEqual((state.sessions, state.retained, state.shared), ({}, {}, {}))
+
+    @inlineCallbacks
+    def test_truncatedRefused(self) -> Any:
+        """A truncated database is refused, not half read (DU-08)."""
+        store = self.openStore()
+        yield gatherResults([
+            store.retain(f"t/{i}", Message(f"t/{i}", os.urandom(2000), 1, True))
+            for i in range(200)
+        ])
+        yield store.close()
+        size = os.path.getsize(self.path)
+        if os.path.exists(self.path + "-wal"):
+            # Fold the WAL into the file first, so that truncating the file
+            # damages committed pages.
+            db = sqlite3.connect(self.path)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.close()
+            size = os.path.getsize(self.path)
+        with open(self.path, "r+b") as f:
+            f.truncate(size // 2)
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, self.path)
+        self.assertIn(self.path, str(e))
+
+    def test_otherSchemaVersionRefused(self) -> None:
+        """A database written by another schema version is refused with both versions."""
+        SQLiteStore(self.path)
+        db = sqlite3.connect(self.path)
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+        db.commit()
+        db.close()
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, self.path)
+        self.assertEqual(
+            str(e), f"{self.path}: schema version 99, this mqttd reads {SCHEMA_VERSION}"
+        )
+
+    def test_oneBrokerPerFile(self) -> None:
+        """A second store on a file in use is refused (and the first keeps working)."""
+        self.openStore()
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, self.path)
+        self.assertEqual(str(e), f"{self.path} is in use by another broker")
+
+    def test_missingDirectory(self) -> None:
+        """A file in a directory that does not exist is refused with the reason."""
+        path = os.path.join(self.directory, "nope", "mqttd.db")
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, path)
+        self.assertEqual(str(e), f"cannot open {path}: No such file or directory")
+
+    def test_badSynchronous(self) -> None:
+        """C{synchronous} is one of full, normal, off."""
+        e = self.assertRaises(SQLiteStoreError, SQLiteStore, self.path, "sometimes")
+        self.assertIn("full, normal, off", str(e))
+
+    @inlineCallbacks
+    def test_unreadableRowsSkipped(self) -> Any:
+        """Rows with impossible values are skipped and logged; the rest loads."""
+        store = self.openStore()
+        message = Message("a/b", b"payload", 1, False)
+        yield gatherResults([
+            store.sessionSaved("c", 60, None),
+            store.messageQueued("c", QueuedRecord(1, message, 1, False)),
+            store.messageQueued("c", QueuedRecord(2, message, 1, False)),
+            store.inboundSaved("c", 5),
+            store.retain("r", Message("r", b"v", 0, True)),
+        ])
+        yield store.close()
+        db = sqlite3.connect(self.path)
+        db.execute("UPDATE queue SET qos = 7 WHERE seq = 2")
+        db.execute("INSERT INTO inbound VALUES ('c', 0)")
+        db.execute("INSERT INTO retained SELECT 'bad', m_topic, m_payload, m_qos, m_retain, "
+                   "x'0326', m_sender, m_expires FROM retained")
+        db.commit()
+        db.close()
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        _, state = self.loadStore()
+        record = state.sessions["c"]
+        self.assertEqual(sorted(record.queue), [1])
+        self.assertEqual(record.awaitingRel, {5})
+        self.assertEqual(sorted(state.retained), ["r"])
+        problems = [e["problem"] for e in logged if "problem" in e]
+        self.assertEqual(len(problems), 3, problems)
+
+    @inlineCallbacks
+    def test_groupCommit(self) -> Any:
+        """Writes made in one turn of the reactor are committed together."""
+        store = self.openStore()
+        message = Message("a/b", b"payload", 1, False)
+        writes = [store.sessionSaved("c", 60, None)]
+        writes += [store.messageQueued("c", QueuedRecord(i, message, 1, False))
+                   for i in range(1, 501)]
+        yield gatherResults(writes)
+        self.assertEqual(store.commits, 1)
+        writes = [store.messageDequeued("c", i) for i in range(1, 501)]
+        yield gatherResults(writes)
+        self.assertEqual(store.commits, 2)
+
+    @inlineCallbacks
+    def test_savedThenDeletedInOneTransaction(self) -> Any:
+        """A message queued and dequeued before the commit is not left behind."""
+        store = self.openStore()
+        message = Message("a/b", b"payload", 1, False)
+        yield gatherResults([
+            store.sessionSaved("c", 60, None),
+            store.messageQueued("c", QueuedRecord(1, message, 1, False)),
+            store.messageDequeued("c", 1),
+            store.messageQueued("c", QueuedRecord(2, message, 1, False)),
+        ])
+        yield store.close()
+        _, state = self.loadStore()
+        self.assertEqual(sorted(state.sessions["c"].queue), [2])
+
+    @inlineCallbacks
+    def test_writesAfterCloseFail(self) -> Any:
+        """After close, a write fails (it is never silently dropped)."""
+        store = self.openStore()
+        yield store.close()
+        yield self.assertFailure(store.retain("t", None), SQLiteStoreError)
+
+
+class DamagedFileAtStartTests(SynchronousTestCase):
+    """
+    C{twistd mqttd --store sqlite:...} with a damaged file exits at once with
+    one line (catalogue DU-08).
+    """
+
+    def test_damagedFileStopsTheBroker(self) -> None:
+        """A file that is not a database: exit status 1, one line naming the file."""
+        directory = tempDirectory(self)
+        path = os.path.join(directory, "mqttd.db")
+        with open(path, "wb") as f:
+            f.write(b"\x00garbage" * 1000)
+        result = subprocess.run(
+            [_TWISTD, "-n", "--pidfile=", "mqttd", "--listen", "tcp:0:interface=127.0.0.1",
+             "--store", f"sqlite:file={path}"],
+            capture_output=True, timeout=30, cwd=directory, stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr.decode(),
+            f"mqttd: --store sqlite: {path}: file is not a database\n",
+        )
+
+
+# -- DU-02: acknowledged means durable, under SIGKILL ------------------------------
+
+
+class _Wire:
+    """
+    A blocking MQTT 5.0 client on a raw socket, built on mqttd's codec.
+    """
+
+    def __init__(self, port: int, clientId: str, cleanStart: bool = True,
+                 expiry: int = 0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+        props = {PropertyId.SESSION_EXPIRY_INTERVAL: expiry} if expiry else {}
+        self.sock.sendall(encode(Connect(clientId, MQTT_5, cleanStart, 60, properties=props),
+                                 MQTT_5))
+        self.connack = self.next(10)
+        assert isinstance(self.connack, Connack) and self.connack.reasonCode == 0, self.connack
+
+    def next(self, timeout: float) -> Any:
+        """
+        The next packet, or L{None} after C{timeout} seconds or when closed.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            packet = self.decoder.next()
+            if packet is not None:
+                return packet
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError:
+                return None
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class AcknowledgedMeansDurableTests(SynchronousTestCase):
+    """
+    Catalogue DU-02: a subscriber's persistent session, a QoS 1 stream into
+    it, SIGKILL at a chosen point while the publisher is still sending, a
+    restart on the same file: every message the publisher got a PUBACK for
+    is delivered; nothing that was not sent is.
+    """
+
+    def runOnce(self, killAfter: int, qos: int) -> None:
+        directory = tempDirectory(self)
+        store = f"sqlite:file={os.path.join(directory, 'mqttd.db')}"
+        # The offline queue holds every message of the run (its default
+        # limit of 1000 would drop some, by design, and hide what is tested).
+        broker = BrokerProcess("--store", store, "--max-queued-messages", "100000")
+        self.addCleanup(broker.cleanup)
+        sub = _Wire(broker.port, "dur-sub", cleanStart=False, expiry=3600)
+        sub.sock.sendall(encode(Subscribe(1, (SubscriptionRequest("dur/#", 1),)), MQTT_5))
+        self.assertIsInstance(sub.next(10), Suback)
+        sub.close()
+
+        pub = _Wire(broker.port, "dur-pub")
+        acknowledged: set[int] = set()
+        pending: dict[int, int] = {}
+        sent: set[int] = set()
+        salt = os.urandom(56)
+        # As many in flight as the broker allows (its Receive Maximum).
+        window = pub.connack.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535)
+        sequence = 0
+        packetId = 0
+        killed = False
+        # Send until the kill point, keeping a window in flight; kill while
+        # messages are still in flight.
+        for _ in range(100_000):
+            while len(pending) < window and not killed:
+                sequence += 1
+                packetId = packetId % 0xFFFF + 1
+                payload = struct.pack(">Q", sequence) + salt
+                pub.sock.sendall(encode(Publish("dur/x", payload, qos, packetId=packetId),
+                                        MQTT_5))
+                pending[packetId] = sequence
+                sent.add(sequence)
+            if killed:
+                break
+            packet = pub.next(10)
+            self.assertIsNotNone(packet, "the broker stopped acknowledging")
+            if isinstance(packet, Puback) and packet.reasonCode < 0x80:
+                acknowledged.add(pending.pop(packet.packetId))
+            if len(acknowledged) >= killAfter:
+                broker.kill()
+                killed = True
+        # Acknowledgements already on their way count too.
+        while (packet := pub.next(0.5)) is not None:
+            if isinstance(packet, Puback) and packet.reasonCode < 0x80:
+                acknowledged.add(pending.pop(packet.packetId))
+        pub.close()
+        self.assertGreaterEqual(len(acknowledged), killAfter)
+
+        restarted = BrokerProcess("--store", store, "--max-queued-messages", "100000")
+        self.addCleanup(restarted.cleanup)
+        sub = _Wire(restarted.port, "dur-sub", cleanStart=False, expiry=3600)
+        self.assertTrue(sub.connack.sessionPresent)
+        received: list[int] = []
+        while (packet := sub.next(3)) is not None:
+            if isinstance(packet, Publish):
+                received.append(struct.unpack(">Q", packet.payload[:8])[0])
+                self.assertEqual(packet.payload[8:], salt)
+                if packet.qos:
+                    sub.sock.sendall(encode(Puback(packet.packetId), MQTT_5))  # type: ignore[arg-type]
+        sub.close()
+        self.assertEqual(acknowledged - set(received), set())
+        self.assertEqual(set(received) - sent, set())
+        # In order, apart from redeliveries.
+        firsts = list(dict.fromkeys(received))
+        self.assertEqual(firsts, sorted(firsts))
+        self.assertEqual(restarted.tracebacks(), [])
+
+    def test_killPoints(self) -> None:
+        """Three kill points, chosen at random (the seed is in the failure message)."""
+        seed = random.randrange(1 << 30)
+        chosen = random.Random(seed)
+        for killAfter in sorted(chosen.sample(range(100, 1500), 3)):
+            try:
+                self.runOnce(killAfter, 1)
+            except Exception as e:
+                raise AssertionError(f"seed {seed}, kill after {killAfter} acks: {e}") from e
+
