@@ -89,6 +89,7 @@ class Config:
     timeout: float
     idleTimeout: float
     connectTimeout: float
+    persistent: bool = False
 
     @property
     def keepAlive(self) -> int:
@@ -207,9 +208,21 @@ def _handshake(sock: socket.socket, plan: Plan, cfg: Config) -> tuple[Connack, b
     Send CONNECT and check the CONNACK.
     """
     deadline = time.monotonic() + cfg.connectTimeout
-    connect = Connect(
-        plan.clientId, protocolLevel=cfg.protocol, cleanStart=True, keepAlive=cfg.keepAlive
-    )
+    if cfg.persistent and plan.role == "sub":
+        # A session that outlives the connection (so a store writes its
+        # QoS 1 messages): 3.1.1 Clean Session 0, v5 a Session Expiry
+        # Interval; the client id is new to the broker either way.
+        connect = Connect(
+            plan.clientId,
+            protocolLevel=cfg.protocol,
+            cleanStart=cfg.protocol == 5,
+            keepAlive=cfg.keepAlive,
+            properties={PropertyId.SESSION_EXPIRY_INTERVAL: 300} if cfg.protocol == 5 else {},
+        )
+    else:
+        connect = Connect(
+            plan.clientId, protocolLevel=cfg.protocol, cleanStart=True, keepAlive=cfg.keepAlive
+        )
     sock.sendall(encode(connect, cfg.protocol))
     connack, rest = _readPacket(sock, b"", cfg, deadline)
     if not isinstance(connack, Connack):
@@ -845,6 +858,11 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--connect-timeout", type=float, default=10.0)
     p.add_argument(
+        "--persistent",
+        action="store_true",
+        help="subscribers use persistent sessions (what a --store writes)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print a JSON report on stdout (the summary line goes to stderr)",
@@ -877,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         idleTimeout=args.idle_timeout,
         connectTimeout=args.connect_timeout,
+        persistent=args.persistent,
     )
     pubs, subs = makePlans(
         args.scenario, args.messages, args.publishers, args.subscribers, args.pairs
