@@ -1282,8 +1282,19 @@ class MQTTServerProtocol(Protocol):
             # The client refused it: the flow ends here (v5 section 4.3.3).
             self._acknowledged(packet.packetId)
             return
-        session.release(packet.packetId)
-        self.transport.write(encode(Pubrel(packet.packetId), self._level))
+        journal = self.broker.journal
+        if journal is None:
+            session.release(packet.packetId)
+            self.transport.write(encode(Pubrel(packet.packetId), self._level))
+            return
+        # PUBREL once "released" is stored: after a crash the broker resends
+        # PUBREL, not the PUBLISH the client already has [MQTT-4.4.0-1].
+        outer = journal.begin()
+        try:
+            session.release(packet.packetId)
+        finally:
+            writes = journal.end(outer)
+        self._replyStored(encode(Pubrel(packet.packetId), self._level), writes)
 
     def _onPubcomp(self, packet: Pubcomp) -> None:
         session = self.session

@@ -655,6 +655,27 @@ class AckOrderTests(_SlowStoreBase):
         self.env.flush()
         self.assertEqual(pub.take(), [Pubcomp(7)])
 
+    def test_pubrelWaitsForReleasedWrite(self) -> None:
+        """To a persistent subscriber's PUBREC the broker answers PUBREL once the "released" state is stored (a crash before would resend the PUBLISH)."""
+        self.store.slow = False
+        sub = self.env.connect("sub2", cleanStart=False, autoAck=False)
+        subscribe(self.env, sub, "q/#", 2)
+        pub = self.env.connect("pub")
+        pub.publish("q/1", b"exactly once", qos=2, packetId=1)
+        pub.send(Pubrel(1))
+        self.env.flush()
+        [delivery] = sub.publishes()
+        self.store.slow = True
+        sub.send(Pubrec(delivery.packetId))
+        self.env.flush()
+        self.assertEqual(sub.take(), [])
+        [write] = self.store.writes()
+        self.assertEqual(write[0], "inflightSaved")
+        self.assertTrue(write[1][1].released)
+        self.store.fire(write)
+        self.env.flush()
+        self.assertEqual(sub.take(), [Pubrel(delivery.packetId)])
+
     def test_noWriteMeansImmediateAck(self) -> None:
         """With a store, a QoS 1 message that causes no write (no persistent subscriber) is acknowledged at once."""
         live = self.env.connect("live")

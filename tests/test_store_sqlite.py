@@ -26,7 +26,10 @@ from mqttd.codec import (
     Connect,
     Decoder,
     Puback,
+    Pubcomp,
     Publish,
+    Pubrec,
+    Pubrel,
     Suback,
     Subscribe,
     SubscriptionRequest,
@@ -272,28 +275,40 @@ class _Wire:
         self.sock.close()
 
 
+def _durableBroker(case: SynchronousTestCase, store: str) -> BrokerProcess:
+    """
+    A broker on C{store} whose offline queues hold every message of a run
+    (the default limit of 1000 would drop some, by design, and hide what
+    is tested).
+    """
+    broker = BrokerProcess("--store", store, "--max-queued-messages", "100000")
+    case.addCleanup(broker.cleanup)
+    return broker
+
+
 class AcknowledgedMeansDurableTests(SynchronousTestCase):
     """
-    Catalogue DU-02: a subscriber's persistent session, a QoS 1 stream into
-    it, SIGKILL at a chosen point while the publisher is still sending, a
-    restart on the same file: every message the publisher got a PUBACK for
-    is delivered; nothing that was not sent is.
+    Catalogue DU-02: a subscriber's persistent session, a QoS 1 (or QoS 2)
+    stream into it, SIGKILL at a chosen point while the publisher is still
+    sending, a restart on the same file: every message the publisher got a
+    PUBACK (PUBREC) for is delivered; nothing that was not sent is; order is
+    kept; with QoS 2 each message arrives once.
     """
 
-    def runOnce(self, killAfter: int, qos: int) -> None:
+    def runOnce(self, killAfter: int, qos: int, stalled: bool = False) -> None:
         directory = tempDirectory(self)
         store = f"sqlite:file={os.path.join(directory, 'mqttd.db')}"
-        # The offline queue holds every message of the run (its default
-        # limit of 1000 would drop some, by design, and hide what is tested).
-        broker = BrokerProcess("--store", store, "--max-queued-messages", "100000")
-        self.addCleanup(broker.cleanup)
+        broker = _durableBroker(self, store)
         sub = _Wire(broker.port, "dur-sub", cleanStart=False, expiry=3600)
-        sub.sock.sendall(encode(Subscribe(1, (SubscriptionRequest("dur/#", 1),)), MQTT_5))
+        sub.sock.sendall(encode(Subscribe(1, (SubscriptionRequest("dur/#", qos),)), MQTT_5))
         self.assertIsInstance(sub.next(10), Suback)
-        sub.close()
+        if not stalled:
+            sub.close()
+        # else: connected, but reads nothing more until the broker is gone.
 
         pub = _Wire(broker.port, "dur-pub")
         acknowledged: set[int] = set()
+        # packet id -> sequence number, until PUBACK (QoS 1) or PUBCOMP (QoS 2)
         pending: dict[int, int] = {}
         sent: set[int] = set()
         salt = os.urandom(56)
@@ -301,11 +316,20 @@ class AcknowledgedMeansDurableTests(SynchronousTestCase):
         window = pub.connack.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535)
         sequence = 0
         packetId = 0
-        killed = False
-        # Send until the kill point, keeping a window in flight; kill while
-        # messages are still in flight.
+
+        def handle(packet: Any) -> None:
+            if isinstance(packet, Puback) and packet.reasonCode < 0x80:
+                acknowledged.add(pending.pop(packet.packetId))
+            elif isinstance(packet, Pubrec) and packet.reasonCode < 0x80:
+                acknowledged.add(pending[packet.packetId])
+                pub.sock.sendall(encode(Pubrel(packet.packetId), MQTT_5))
+            elif isinstance(packet, Pubcomp):
+                del pending[packet.packetId]
+
+        # Keep a window in flight until the kill point: the broker dies
+        # while messages are still arriving.
         for _ in range(100_000):
-            while len(pending) < window and not killed:
+            while len(pending) < window:
                 sequence += 1
                 packetId = packetId % 0xFFFF + 1
                 payload = struct.pack(">Q", sequence) + salt
@@ -313,48 +337,178 @@ class AcknowledgedMeansDurableTests(SynchronousTestCase):
                                         MQTT_5))
                 pending[packetId] = sequence
                 sent.add(sequence)
-            if killed:
-                break
             packet = pub.next(10)
             self.assertIsNotNone(packet, "the broker stopped acknowledging")
-            if isinstance(packet, Puback) and packet.reasonCode < 0x80:
-                acknowledged.add(pending.pop(packet.packetId))
+            handle(packet)
             if len(acknowledged) >= killAfter:
-                broker.kill()
-                killed = True
+                break
+        broker.kill()
         # Acknowledgements already on their way count too.
-        while (packet := pub.next(0.5)) is not None:
-            if isinstance(packet, Puback) and packet.reasonCode < 0x80:
-                acknowledged.add(pending.pop(packet.packetId))
+        try:
+            while (packet := pub.next(0.5)) is not None:
+                handle(packet)
+        except OSError:
+            pass
         pub.close()
+        sub.close()
         self.assertGreaterEqual(len(acknowledged), killAfter)
 
-        restarted = BrokerProcess("--store", store, "--max-queued-messages", "100000")
-        self.addCleanup(restarted.cleanup)
+        restarted = _durableBroker(self, store)
         sub = _Wire(restarted.port, "dur-sub", cleanStart=False, expiry=3600)
         self.assertTrue(sub.connack.sessionPresent)
+        # A marker published now is queued behind everything restored: once
+        # it arrives, everything has.
+        marker = _Wire(restarted.port, "dur-marker")
+        marker.sock.sendall(encode(Publish("dur/x", b"marker", 1, packetId=1), MQTT_5))
+        self.assertIsInstance(marker.next(10), Puback)
+        marker.close()
         received: list[int] = []
-        while (packet := sub.next(3)) is not None:
+        for _ in range(len(sent) * 3 + 10):
+            packet = sub.next(10)
+            self.assertIsNotNone(packet, "the marker never arrived")
             if isinstance(packet, Publish):
+                if packet.qos == 1:
+                    sub.sock.sendall(encode(Puback(packet.packetId), MQTT_5))  # type: ignore[arg-type]
+                elif packet.qos == 2:
+                    sub.sock.sendall(encode(Pubrec(packet.packetId), MQTT_5))  # type: ignore[arg-type]
+                if packet.payload == b"marker":
+                    break
                 received.append(struct.unpack(">Q", packet.payload[:8])[0])
                 self.assertEqual(packet.payload[8:], salt)
-                if packet.qos:
-                    sub.sock.sendall(encode(Puback(packet.packetId), MQTT_5))  # type: ignore[arg-type]
+            elif isinstance(packet, Pubrel):
+                sub.sock.sendall(encode(Pubcomp(packet.packetId), MQTT_5))
         sub.close()
         self.assertEqual(acknowledged - set(received), set())
         self.assertEqual(set(received) - sent, set())
         # In order, apart from redeliveries.
         firsts = list(dict.fromkeys(received))
         self.assertEqual(firsts, sorted(firsts))
+        if qos == 2:
+            self.assertEqual(len(received), len(set(received)))
         self.assertEqual(restarted.tracebacks(), [])
 
-    def test_killPoints(self) -> None:
-        """Three kill points, chosen at random (the seed is in the failure message)."""
+    def killPoints(self, qos: int, count: int, stalled: bool = False) -> None:
+        """
+        C{count} kill points between 500 and 5000 acknowledgements, chosen
+        at random (the seed is in the failure message).
+        """
         seed = random.randrange(1 << 30)
         chosen = random.Random(seed)
-        for killAfter in sorted(chosen.sample(range(100, 1500), 3)):
+        for killAfter in sorted(chosen.sample(range(500, 5000), count)):
             try:
-                self.runOnce(killAfter, 1)
+                self.runOnce(killAfter, qos, stalled)
             except Exception as e:
-                raise AssertionError(f"seed {seed}, kill after {killAfter} acks: {e}") from e
+                raise AssertionError(
+                    f"QoS {qos}, stalled={stalled}, seed {seed}, "
+                    f"kill after {killAfter} acks: {e}") from e
 
+    def test_qos1(self) -> None:
+        """QoS 1: every PUBACKed message survives SIGKILL, in order."""
+        self.killPoints(1, 12)
+
+    def test_qos1StalledSubscriber(self) -> None:
+        """QoS 1 to a subscriber that stays connected but stops reading."""
+        self.killPoints(1, 4, stalled=True)
+
+    def test_qos2(self) -> None:
+        """QoS 2: every PUBRECed message survives SIGKILL and arrives once."""
+        self.killPoints(2, 8)
+
+
+class CrashedFlowsTests(SynchronousTestCase):
+    """
+    QoS 2 and unacknowledged deliveries across SIGKILL (catalogue DU-03,
+    DU-04).
+    """
+
+    def test_inboundQos2(self) -> None:
+        """
+        DU-03: a QoS 2 PUBLISH PUBRECed, SIGKILL before PUBREL, restart: the
+        publisher's PUBREL gets PUBCOMP 0x00 (not 0x92, "packet identifier
+        not found") and the subscriber receives the message exactly once.
+        """
+        store = f"sqlite:file={os.path.join(tempDirectory(self), 'mqttd.db')}"
+        broker = _durableBroker(self, store)
+        sub = _Wire(broker.port, "du3-sub", cleanStart=False, expiry=3600)
+        sub.sock.sendall(encode(Subscribe(1, (SubscriptionRequest("du3/#", 2),)), MQTT_5))
+        self.assertIsInstance(sub.next(10), Suback)
+        pub = _Wire(broker.port, "du3-pub", cleanStart=False, expiry=3600)
+        pub.sock.sendall(encode(Publish("du3/x", b"once", 2, packetId=7), MQTT_5))
+        self.assertEqual(pub.next(10), Pubrec(7))
+        broker.kill()
+        pub.close()
+        sub.close()
+
+        restarted = _durableBroker(self, store)
+        pub = _Wire(restarted.port, "du3-pub", cleanStart=False, expiry=3600)
+        self.assertTrue(pub.connack.sessionPresent)
+        pub.sock.sendall(encode(Pubrel(7), MQTT_5))
+        self.assertEqual(pub.next(10), Pubcomp(7, 0))
+        # Sent again by a publisher that missed the PUBREC: still once.
+        pub.sock.sendall(encode(Publish("du3/x", b"once", 2, dup=True, packetId=8), MQTT_5))
+        self.assertEqual(pub.next(10), Pubrec(8))
+        pub.sock.sendall(encode(Pubrel(8), MQTT_5))
+        self.assertEqual(pub.next(10), Pubcomp(8, 0))
+        pub.close()
+        sub = _Wire(restarted.port, "du3-sub", cleanStart=False, expiry=3600)
+        self.assertTrue(sub.connack.sessionPresent)
+        payloads = []
+        for _ in range(20):
+            packet = sub.next(2)
+            if packet is None:
+                break
+            if isinstance(packet, Publish):
+                payloads.append(packet.payload)
+                sub.sock.sendall(encode(Pubrec(packet.packetId), MQTT_5))  # type: ignore[arg-type]
+            elif isinstance(packet, Pubrel):
+                sub.sock.sendall(encode(Pubcomp(packet.packetId), MQTT_5))
+        sub.close()
+        # Packet id 7's message, then the separate message sent as id 8.
+        self.assertEqual(payloads, [b"once", b"once"])
+        self.assertEqual(restarted.tracebacks(), [])
+
+    def test_outboundInflight(self) -> None:
+        """
+        DU-04: a subscriber received a QoS 1 and a QoS 2 message and
+        answered the QoS 2 one with PUBREC only; SIGKILL; restart: the QoS 1
+        message is sent again with DUP and the same packet id, and for the
+        QoS 2 one the PUBREL is sent, not the PUBLISH [MQTT-4.4.0-1].
+        """
+        store = f"sqlite:file={os.path.join(tempDirectory(self), 'mqttd.db')}"
+        broker = _durableBroker(self, store)
+        sub = _Wire(broker.port, "du4-sub", cleanStart=False, expiry=3600)
+        sub.sock.sendall(encode(Subscribe(1, (SubscriptionRequest("du4/#", 2),)), MQTT_5))
+        self.assertIsInstance(sub.next(10), Suback)
+        pub = _Wire(broker.port, "du4-pub")
+        pub.sock.sendall(encode(Publish("du4/one", b"q1", 1, packetId=1), MQTT_5))
+        self.assertEqual(pub.next(10), Puback(1))
+        pub.sock.sendall(encode(Publish("du4/two", b"q2", 2, packetId=2), MQTT_5))
+        self.assertEqual(pub.next(10), Pubrec(2))
+        pub.sock.sendall(encode(Pubrel(2), MQTT_5))
+        self.assertEqual(pub.next(10), Pubcomp(2))
+        first = sub.next(10)
+        second = sub.next(10)
+        self.assertIsInstance(first, Publish)
+        self.assertIsInstance(second, Publish)
+        self.assertEqual((first.payload, first.qos, second.payload, second.qos),
+                         (b"q1", 1, b"q2", 2))
+        sub.sock.sendall(encode(Pubrec(second.packetId), MQTT_5))
+        # The broker has the PUBREC when its PUBREL arrives.
+        self.assertEqual(sub.next(10), Pubrel(second.packetId))
+        broker.kill()
+        sub.close()
+        pub.close()
+
+        restarted = _durableBroker(self, store)
+        sub = _Wire(restarted.port, "du4-sub", cleanStart=False, expiry=3600)
+        self.assertTrue(sub.connack.sessionPresent)
+        again = [sub.next(5), sub.next(5)]
+        self.assertEqual(sub.next(1), None)
+        sub.close()
+        # The order between a PUBREL and a PUBLISH is not prescribed (the
+        # broker sends PUBRELs first: they take no send quota).
+        self.assertCountEqual(again, [
+            Publish("du4/one", b"q1", 1, dup=True, packetId=first.packetId),
+            Pubrel(second.packetId),
+        ])
+        self.assertEqual(restarted.tracebacks(), [])
