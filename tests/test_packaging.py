@@ -60,6 +60,17 @@ class WheelTests(SynchronousTestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertEqual([n for n in names if n.startswith("tests/")], [])
 
+    def test_everyModuleShipped(self) -> None:
+        """Every module of the checkout's mqttd package (subpackages too) is in the wheel."""
+        names = set(zipfile.ZipFile(self.wheel).namelist())
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        modules = []
+        for directory, _, files in os.walk(os.path.join(root, "mqttd")):
+            modules += [os.path.relpath(os.path.join(directory, f), root).replace(os.sep, "/")
+                        for f in files if f.endswith(".py")]
+        self.assertIn("mqttd/store/sqlite.py", modules)
+        self.assertEqual(sorted(set(modules) - names), [])
+
     def test_installedTwistdListsMqttd(self) -> None:
         """With only the installed wheel on the path (no checkout), twistd lists mqttd."""
         target = os.path.join(self.directory, "target")
