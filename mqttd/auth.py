@@ -16,25 +16,62 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from mqttd.codec import Connect
-from mqttd.interfaces import IClientInfo, IMQTTClient
+from mqttd.interfaces import IClientInfo, IMQTTClient, IX509Certificate
 
 log = Logger(namespace="mqttd")
 
 
-def credentialsFromConnect(packet: Connect) -> ICredentials:
+class ConnectUsernamePassword(UsernamePassword):
+    """
+    The user name and password of a CONNECT, with what else the client
+    presented: its client id and, on an C{mtls:} listener, its verified
+    certificate (then the object also provides L{IX509Certificate}).
+    """
+
+    def __init__(self, username: bytes, password: bytes, clientId: str,
+                 certificate: Any = None) -> None:
+        super().__init__(username, password)
+        self.clientId = clientId
+        self.certificate = certificate
+
+
+class ConnectAnonymous(Anonymous):
+    """
+    A CONNECT without a user name (see L{ConnectUsernamePassword}).
+    """
+
+    def __init__(self, clientId: str, certificate: Any = None) -> None:
+        self.clientId = clientId
+        self.certificate = certificate
+
+
+def credentialsFromConnect(packet: Connect, certificate: Any = None) -> ICredentials:
     """
     The C{twisted.cred} credentials a CONNECT presents: C{UsernamePassword}
-    when it has a user name, C{Anonymous} otherwise.
+    when it has a user name, C{Anonymous} otherwise; either also provides
+    L{IX509Certificate} when the client presented a verified certificate
+    (so an C{x509} checker, a password checker or anonymous access may
+    decide, in the configured order).
+
+    @param certificate: the client's verified TLS certificate (a
+        C{cryptography.x509.Certificate}), if any.
     """
+    credentials: ICredentials
     if packet.username is not None:
-        return UsernamePassword(
+        credentials = ConnectUsernamePassword(
             packet.username.encode("utf-8"),
             packet.password if packet.password is not None else b"",
+            packet.clientId,
+            certificate,
         )
-    return Anonymous()
+    else:
+        credentials = ConnectAnonymous(packet.clientId, certificate)
+    if certificate is not None:
+        alsoProvides(credentials, IX509Certificate)
+    return credentials
 
 
 @dataclass(frozen=True)

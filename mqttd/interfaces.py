@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.cred.credentials import ICredentials
 from zope.interface import Attribute, Interface
 
 
@@ -16,6 +17,18 @@ class IMQTTClient(Interface):
     """
 
     username = Attribute("The user name the client is known by, or None.")
+
+
+class IX509Certificate(ICredentials):
+    """
+    Credentials of a client that presented a TLS certificate the listener
+    verified (an C{mtls:} listener): the C{twisted.cred} credentials an
+    C{x509} checker decides on.  They may also provide C{IUsernamePassword}
+    (the CONNECT had a user name) or C{IAnonymous} (it had none).
+    """
+
+    certificate = Attribute("The verified client certificate (cryptography.x509.Certificate).")
+    clientId = Attribute("The client identifier of the CONNECT (str).")
 
 
 class IAuthExchange(Interface):

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -121,7 +126,7 @@ def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text[:200])
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class MQTTServerProtocol(Protocol):
     """
     One client connection.
@@ -132,9 +137,14 @@ class MQTTServerProtocol(Protocol):
     @ivar will: the will message to publish if the connection ends without
         a normal DISCONNECT.
     @ivar identity: the avatar returned by authentication.
+    @ivar peerCertificate: on a TLS listener, the certificate the client
+        presented and the listener verified (a
+        C{cryptography.x509.Certificate}), once the handshake is complete;
+        L{None} otherwise.
     """
 
     clientId: str = ""
+    peerCertificate: Any = None
     protocolLevel: int | None = None
     session: Session | None = None
     will: Will | None = None
@@ -249,6 +259,18 @@ class MQTTServerProtocol(Protocol):
         self._timers["connect"] = self._clock.callLater(
             config.connectTimeout, self._connectTimedOut
         )
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is over (it always is before the first byte of
+        MQTT arrives): keep the client's certificate, if it sent one.
+        """
+        try:
+            certificate = self.transport.getPeerCertificate()
+        except Exception:
+            certificate = None
+        if certificate is not None:
+            self.peerCertificate = certificate.to_cryptography()
 
     def peerDescription(self) -> str:
         """
@@ -2053,7 +2075,7 @@ class MQTTServerFactory(Factory):
             "not authorized", or a L{Deferred} firing with either (or
             failing with C{UnauthorizedLogin} for bad credentials).
         """
-        credentials = credentialsFromConnect(packet)
+        credentials = credentialsFromConnect(packet, protocol.peerCertificate)
         if self.portal is None:
             if not self.allowAnonymous:
                 return None
