@@ -969,8 +969,13 @@ class SQLiteBrokerTests(TestCase):
         self.assertEqual(messages[0].properties[P.USER_PROPERTY],
                          (("z", "1"), ("a", "2"), ("z", "0")))
         self.assertEqual(dict(messages[1].properties), props2)
-        # The subscriber acknowledged them (autoAck): after another restart
-        # nothing comes back.
+        # The subscriber acknowledges them (autoAck); the QoS 2 flow ends
+        # with PUBREL (once its PUBREC is stored) and PUBCOMP: after another
+        # restart nothing comes back.
+        received.clear()
+        yield self.waitFor(env, collected(sub, 1))
+        self.assertEqual(received, [Pubrel(messages[1].packetId)])
+        env.flush()
         leave(env, sub)
         yield maybeDeferred(env.broker.stopService)
         store = SQLiteStore(self.path)
