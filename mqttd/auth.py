@@ -24,6 +24,13 @@ from mqttd.interfaces import IClientInfo, IMQTTClient, IX509Certificate
 log = Logger(namespace="mqttd")
 
 
+class ClientIdRefused(UnauthorizedLogin):
+    """
+    A checker's refusal of the client id the CONNECT uses (e.g. not the one
+    its certificate names): CONNACK 0x85 (3.1.x: 2, identifier rejected).
+    """
+
+
 class ConnectUsernamePassword(UsernamePassword):
     """
     The user name and password of a CONNECT, with what else the client
@@ -48,7 +55,8 @@ class ConnectAnonymous(Anonymous):
         self.certificate = certificate
 
 
-def credentialsFromConnect(packet: Connect, certificate: Any = None) -> ICredentials:
+def credentialsFromConnect(packet: Connect, certificate: Any = None,
+                           clientId: str | None = None) -> ICredentials:
     """
     The C{twisted.cred} credentials a CONNECT presents: C{UsernamePassword}
     when it has a user name, C{Anonymous} otherwise; either also provides
@@ -58,17 +66,21 @@ def credentialsFromConnect(packet: Connect, certificate: Any = None) -> ICredent
 
     @param certificate: the client's verified TLS certificate (a
         C{cryptography.x509.Certificate}), if any.
+    @param clientId: the client id in use (the one the broker assigned when
+        the CONNECT had none); by default the CONNECT's.
     """
+    if clientId is None:
+        clientId = packet.clientId
     credentials: ICredentials
     if packet.username is not None:
         credentials = ConnectUsernamePassword(
             packet.username.encode("utf-8"),
             packet.password if packet.password is not None else b"",
-            packet.clientId,
+            clientId,
             certificate,
         )
     else:
-        credentials = ConnectAnonymous(packet.clientId, certificate)
+        credentials = ConnectAnonymous(clientId, certificate)
     if certificate is not None:
         alsoProvides(credentials, IX509Certificate)
     return credentials
@@ -128,6 +140,39 @@ class UnauthenticatedClient:
         return f"<unauthenticated {self.username!r}>"
 
 
+class AuthenticatedIdentity:
+    """
+    An avatar id a checker may return instead of a plain user name, to say
+    more: what kind of identity it is (identities of different kinds never
+    share sessions, catalogue AU-12) and a client id the client must use.
+
+    @ivar username: the user name authorizers and ACLs see.
+    @ivar kind: C{"user"} for identities proven by a password or token,
+        C{"x509"} for certificates, or a plug-in's own word.
+    @ivar clientId: the client id the connection gets (replacing the
+        CONNECT's), or L{None} to keep it.
+    """
+
+    __slots__ = ("username", "kind", "clientId")
+
+    def __init__(self, username: str, kind: str = "user", clientId: str | None = None) -> None:
+        self.username = username
+        self.kind = kind
+        self.clientId = clientId
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AuthenticatedIdentity):
+            return NotImplemented
+        return (self.username, self.kind, self.clientId) == (
+            other.username, other.kind, other.clientId)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.kind, self.clientId))
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} identity {self.username!r}>"
+
+
 @implementer(IMQTTClient)
 class ClientIdentity:
     """
@@ -141,9 +186,17 @@ class ClientIdentity:
 
     def __init__(self, avatarId: Any) -> None:
         self.avatarId = avatarId
-        if avatarId is ANONYMOUS or avatarId == ANONYMOUS:
-            self.username: str | None = None
-            self.key: Any = ("anonymous",)
+        #: The client id the connection must use (see L{AuthenticatedIdentity}).
+        self.clientId: str | None = None
+        self.username: str | None
+        self.key: Any
+        if isinstance(avatarId, AuthenticatedIdentity):
+            self.username = avatarId.username
+            self.clientId = avatarId.clientId
+            self.key = (avatarId.kind, avatarId.username.encode("utf-8"))
+        elif avatarId is ANONYMOUS or avatarId == ANONYMOUS:
+            self.username = None
+            self.key = ("anonymous",)
         else:
             if isinstance(avatarId, bytes):
                 self.username = avatarId.decode("utf-8", "replace")

@@ -43,6 +43,7 @@ from mqttd.auth import (
     AuthContinue,
     AuthFailure,
     AuthSuccess,
+    ClientIdRefused,
     ClientInfo,
     Deny,
     UnauthenticatedClient,
@@ -81,7 +82,7 @@ from mqttd.codec.reasons import (
     SUBACK_REASONS,
 )
 from mqttd.hooks import Drop
-from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient
+from mqttd.interfaces import IEnhancedAuthenticator, IMQTTClient, IX509Certificate
 from mqttd.message import Message
 from mqttd.session import InflightEntry, Session, SubscriptionOptions
 from mqttd.store import Journal
@@ -670,12 +671,18 @@ class MQTTServerProtocol(Protocol):
     def _authenticationFailed(self, failure: Failure) -> None:
         if self._closing:
             return
-        if failure.check(UnauthorizedLogin):
+        if failure.check(ClientIdRefused):
+            self._refuse(0x85, failure.getErrorMessage() or "client id refused", 0x02)
+        elif failure.check(UnauthorizedLogin):
             self._refuse(0x86, "bad user name or password")
         elif failure.check(UnhandledCredentials):
             if self._connectPacket.username is not None:
                 # Nobody knows this user: a bad user name.
                 self._refuse(0x86, "bad user name or password")
+            elif self.peerCertificate is None and self._certificatesChecked():
+                # Its credential would have been a certificate (catalogue
+                # AU-04, as mosquitto answers).
+                self._refuse(0x86, "no client certificate")
             else:
                 self._refuse(0x87, "not authorized")
         else:
@@ -683,11 +690,24 @@ class MQTTServerProtocol(Protocol):
                         clientId=self.clientId)
             self._refuse(0x87, "authentication error")
 
+    def _certificatesChecked(self) -> bool:
+        """
+        Whether this listener authenticates clients by certificate.
+        """
+        portal = self.factory.portal
+        return portal is not None and IX509Certificate in portal.checkers
+
     def _authenticated(self, identity: Any, authenticationData: bytes | None = None) -> None:
         if self._closing:
             return
         if identity is None:
             return self._refuse(0x87, "not authorized")
+        imposed = getattr(identity, "clientId", None)
+        if imposed is not None and imposed != self.clientId:
+            # The identity names the client (e.g. a certificate's CN): the
+            # connection takes that id, and a v5 client is told so.
+            self.clientId = imposed
+            self._assigned = True
         username = getattr(identity, "username", None)
         self.clientInfo = ClientInfo(
             self.clientId, username, identity, self._level, self.peerDescription()
@@ -798,6 +818,12 @@ class MQTTServerProtocol(Protocol):
         if isinstance(result, AuthSuccess) and result.identity is not None:
             if not reauthentication:
                 self._authenticated(result.identity, result.data)
+                return
+            if not _sameIdentity(result.identity, self.identity):
+                # Re-authentication proves the same identity again; it does
+                # not switch users (the session and what authorizers see
+                # belong to the first one).
+                self.closeWith(0x87, "re-authenticated as another identity")
                 return
             self.identity = result.identity
             if self.session is not None:
@@ -2075,7 +2101,7 @@ class MQTTServerFactory(Factory):
             "not authorized", or a L{Deferred} firing with either (or
             failing with C{UnauthorizedLogin} for bad credentials).
         """
-        credentials = credentialsFromConnect(packet, protocol.peerCertificate)
+        credentials = credentialsFromConnect(packet, protocol.peerCertificate, protocol.clientId)
         if self.portal is None:
             if not self.allowAnonymous:
                 return None
@@ -2083,6 +2109,18 @@ class MQTTServerFactory(Factory):
         d = self.portal.login(credentials, protocol, IMQTTClient)
         d.addCallback(lambda result: result[1])
         return d
+
+
+def _sameIdentity(first: Any, second: Any) -> bool:
+    """
+    Whether two authenticated identities are the same: by their session
+    C{key} when they have one, else by user name.
+    """
+    firstKey = getattr(first, "key", None)
+    secondKey = getattr(second, "key", None)
+    if firstKey is not None or secondKey is not None:
+        return bool(firstKey == secondKey)
+    return bool(getattr(first, "username", None) == getattr(second, "username", None))
 
 
 def _release(held: set[MQTTServerProtocol]) -> None:

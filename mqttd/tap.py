@@ -106,12 +106,12 @@ def resolveEndpointPaths(description: str, directory: str) -> str:
 #: The listen backlog for endpoints that take one and were given none
 #: (Twisted's default, 50, drops connections in a reconnect storm).
 DEFAULT_BACKLOG = 1024
-_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
+_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "mtls", "unix"})
 
 
 def withDefaultBacklog(description: str) -> str:
     """
-    Add C{backlog=1024} to a C{tcp}, C{tcp6}, C{ssl} or C{unix} endpoint
+    Add C{backlog=1024} to a C{tcp}, C{tcp6}, C{ssl}, C{mtls} or C{unix} endpoint
     string that does not set one.
     """
     args, kwargs = splitEndpoint(description)
@@ -176,9 +176,14 @@ class ListenerService(StreamServerEndpointService):
         self._waitingForPort.addCallback(self._listening)  # type: ignore[union-attr]
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
+        address = describeAddress(port.getHost())
+        kind = self.description.split(":", 1)[0].lower()
+        if kind in ("ssl", "mtls") and address.startswith("tcp"):
+            # Say which listener speaks TLS: ssl:127.0.0.1:8883.
+            address = kind + address[address.index(":"):]
         log.info(
             "mqttd listening on {address}",
-            address=describeAddress(port.getHost()),
+            address=address,
             description=self.description,
         )
         return port
@@ -452,6 +457,9 @@ def makeService(options: Options) -> IService:
     checkers = [a for a in options.authenticators if ICredentialsChecker.providedBy(a)]
     enhanced = [a for a in options.authenticators if IEnhancedAuthenticator.providedBy(a)]
     for description, endpoint in options.endpoints:
+        if IReloadable.providedBy(endpoint):
+            # mtls: listeners re-read their certificates and CRLs.
+            broker.addReloadable(endpoint)
         if options.authenticationConfigured:
             chain = list(checkers)
             if options["allow-anonymous"]:

@@ -1667,7 +1667,8 @@ class ChallengeExchange:
         self.round += 1
         if self.round < 3:
             return AuthContinue(b"challenge-%d" % self.round)
-        return AuthSuccess(Identity(self.clientId), b"welcome " + self.clientId.encode())
+        name = self.authenticator.identityName or self.clientId
+        return AuthSuccess(Identity(name), b"welcome " + self.clientId.encode())
 
     def step(self, data: bytes | None) -> Any:
         auth = self.authenticator
@@ -1701,6 +1702,8 @@ class ChallengeAuthenticator:
     def __init__(self, mode: str = "sync") -> None:
         self.mode = mode
         self.failCode = 0x86
+        #: The identity's name, if not the client id.
+        self.identityName: str | None = None
         self.steps: list[tuple[bool, bytes | None]] = []
         self.pending: list[tuple[Deferred[Any], Any]] = []
         self.exchanges: list[ChallengeExchange] = []
@@ -1938,6 +1941,19 @@ class EnhancedAuthenticationTests(_Base):
                          [(True, b"hello"), (True, b"response-1"), (True, b"response-2")])
         self.assertTrue(alive(client))
         self.assertEqual(subscribe(self.env, client, "t", 1).reasonCodes, (1,))
+
+    def test_reauthenticationAsAnotherIdentity(self) -> None:
+        """A re-authentication that proves another identity: DISCONNECT 0x87; the session stays the first identity's."""
+        client = self.connected()
+        server = self.env.serverFor(client)
+        self.authenticator.identityName = "mallory"
+        self.answer(client, b"hello", 0x19)
+        self.answer(client, b"response-1")
+        client.send(Auth(0x18, authProps(b"response-2")))
+        self.env.flush()
+        self.assertDisconnected(client, 0x87)
+        self.assertEqual(server.identity.name, "ea")
+        self.assertEqual(server.clientInfo.username, "ea")
 
     def test_reauthenticationDeferred(self) -> None:
         """Re-authentication with Deferred steps."""

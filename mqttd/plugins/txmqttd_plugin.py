@@ -48,6 +48,34 @@ class AnonymousFactory:
         return AllowAnonymousAccess()
 
 
+@implementer(IPlugin, IAuthenticatorFactory)
+class X509Factory:
+    name = "x509"
+    description = (
+        "Clients identified by the certificate an mtls: listener verified "
+        "(its common name or subject as user name)."
+    )
+    argumentsHelp = """\
+identity=cn|dn: the user name is the subject's common name (default) or its
+    whole distinguished name (RFC 4514: CN=dev1,O=Acme)
+clientid=keep|require|replace: any client id (default); the client id must be
+    the identity (else CONNACK 0x85); or the identity replaces the client id"""
+
+    def makeAuthenticator(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+        from mqttd.x509 import CLIENT_IDS, IDENTITIES, CertificateChecker
+
+        arguments.onlyKnown("identity", "clientid")
+        identity = arguments.get("identity", "cn")
+        clientId = arguments.get("clientid", "keep")
+        if identity not in IDENTITIES:
+            raise PluginError(f"x509: identity must be cn or dn, not {identity!r}")
+        if clientId not in CLIENT_IDS:
+            raise PluginError(
+                f"x509: clientid must be keep, require or replace, not {clientId!r}")
+        return CertificateChecker(identity, clientId)
+
+
 @implementer(IPlugin, IAuthorizerFactory)
 class AclFileFactory:
     name = "aclfile"
@@ -107,6 +135,7 @@ synchronous=full|normal|off: full (default) survives a power cut; normal
 
 passwd = PasswordFileFactory()
 anonymous = AnonymousFactory()
+x509 = X509Factory()
 aclfile = AclFileFactory()
 memory = MemoryStoreFactory()
 sqlite = SQLiteStoreFactory()
