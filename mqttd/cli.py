@@ -7,15 +7,22 @@ C{mqttd passwd} manages password files the way C{mosquitto_passwd} does
     mqttd passwd [-c | -D] FILE USERNAME          (asks for the password)
     mqttd passwd [-c] -b FILE USERNAME PASSWORD
     mqttd passwd -U FILE                          (hash a plain-text file)
+
+C{mqttd scram} manages SCRAM-SHA-256 credential files (L{mqttd.scram}) with
+the same options::
+
+    mqttd scram [-c | -D] FILE USERNAME           (asks for the password)
+    mqttd scram [-c] -b FILE USERNAME PASSWORD
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mqttd.passwd import (
     DEFAULT_ITERATIONS,
@@ -66,7 +73,32 @@ def _parser() -> argparse.ArgumentParser:
     passwd.add_argument("file", help="the password file")
     passwd.add_argument("username", nargs="?", help="the user name")
     passwd.add_argument("password", nargs="?", help="the password (with -b)")
+    _addScramParser(commands)
     return parser
+
+
+def _addScramParser(commands: Any) -> None:
+    from mqttd.scram import DEFAULT_ITERATIONS as SCRAM_ITERATIONS
+
+    scram = commands.add_parser(
+        "scram",
+        help="manage a SCRAM-SHA-256 credential file",
+        description="Create, update and delete users of a SCRAM-SHA-256 credential file "
+        "(user:iterations:salt:StoredKey:ServerKey lines) for the scram plug-in.",
+    )
+    mode = scram.add_mutually_exclusive_group()
+    mode.add_argument("-c", dest="create", action="store_true",
+                      help="create a new credential file, overwriting an existing one")
+    mode.add_argument("-D", dest="delete", action="store_true",
+                      help="delete the user instead of setting its password")
+    scram.add_argument("-b", dest="batch", action="store_true",
+                       help="take the password from the command line")
+    scram.add_argument("-I", "--iterations", type=int, default=SCRAM_ITERATIONS,
+                       help=f"PBKDF2 iterations for new entries (default and minimum "
+                       f"{SCRAM_ITERATIONS})")
+    scram.add_argument("file", help="the credential file")
+    scram.add_argument("username", help="the user name")
+    scram.add_argument("password", nargs="?", help="the password (with -b)")
 
 
 def _readUsers(path: str, allowPlain: bool = False) -> dict[str, PasswordHash | str]:
@@ -148,6 +180,69 @@ def passwd(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.g
     writePasswordFile(path, {k: v for k, v in current.items() if isinstance(v, PasswordHash)})
 
 
+def scram(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.getpass) -> None:
+    """
+    Run C{mqttd scram}.
+
+    @raise CommandError: for anything the user must fix.
+    """
+    from mqttd.scram import (
+        MAXIMUM_ITERATIONS,
+        MINIMUM_ITERATIONS,
+        ScramCredential,
+        ScramFileError,
+        checkUsername,
+        makeCredential,
+        readCredentialFile,
+        saslprep,
+        writeCredentialFile,
+    )
+
+    path = options.file
+    if not MINIMUM_ITERATIONS <= options.iterations <= MAXIMUM_ITERATIONS:
+        raise CommandError(
+            f"iterations must be between {MINIMUM_ITERATIONS} and {MAXIMUM_ITERATIONS}"
+        )
+    username = _validUsername(options.username)
+    try:
+        # Clients prepare the name they send: store it prepared.
+        username = saslprep(username)
+    except ValueError as e:
+        raise CommandError(f"user name {username!r} cannot be used with SCRAM: {e}") from None
+    try:
+        checkUsername(username)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if options.batch:
+        if options.password is None:
+            raise CommandError("-b needs the password on the command line")
+        password = options.password
+    elif options.password is not None:
+        raise CommandError("a password on the command line needs -b")
+    elif options.delete:
+        password = ""
+    else:
+        password = _askPassword(prompt)
+    current: dict[str, ScramCredential] = {}
+    if not options.create:
+        if not os.path.exists(path):
+            raise CommandError(f"{path} does not exist (use -c to create it)")
+        try:
+            current = readCredentialFile(path)
+        except ScramFileError as e:
+            raise CommandError(str(e)) from None
+    if options.delete:
+        if username not in current:
+            raise CommandError(f"user {username!r} is not in {path}")
+        del current[username]
+    else:
+        try:
+            current[username] = makeCredential(password, options.iterations)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+    writeCredentialFile(path, current)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     The C{mqttd} console script.
@@ -158,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "passwd":
             passwd(options)
+        elif options.command == "scram":
+            scram(options)
     except CommandError as e:
         print(f"mqttd {options.command}: {e}", file=sys.stderr)
         return 1

@@ -139,3 +139,25 @@ x509 = X509Factory()
 aclfile = AclFileFactory()
 memory = MemoryStoreFactory()
 sqlite = SQLiteStoreFactory()
+
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class ScramFactory:
+    name = "scram"
+    description = "MQTT 5.0 enhanced authentication SCRAM-SHA-256 with a credential file."
+    argumentsHelp = """\
+file=PATH: the credential file (user:iterations:salt:StoredKey:ServerKey lines;
+    write it with 'mqttd scram'); re-read on SIGHUP"""
+
+    def makeAuthenticator(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+        from mqttd.scram import ScramAuthenticator, ScramFileError
+
+        arguments.onlyKnown("file")
+        try:
+            return ScramAuthenticator(arguments.path("file"))
+        except ScramFileError as e:
+            raise PluginError(f"scram: {e}") from None
+
+
+scram = ScramFactory()
