@@ -161,3 +161,81 @@ file=PATH: the credential file (user:iterations:salt:StoredKey:ServerKey lines;
 
 
 scram = ScramFactory()
+
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class JWTFactory:
+    name = "jwt"
+    description = (
+        "JSON Web Tokens as the password, verified with public keys (RS256, ES256, ...): "
+        "issuer keys, a JWKS or one key per device."
+    )
+    argumentsHelp = """\
+key=PATH: PEM public key(s) or certificate(s) of the token issuer; re-read on SIGHUP
+jwks=PATH: a JWKS file of issuer keys, picked by the token's kid; re-read on SIGHUP
+keys=DIR: per-device keys: DIR/<client id>.pem, read at each CONNECT; a token
+    signed with one authenticates the client id (it becomes the user name)
+username-claim=NAME: the claim that is the user name (default sub)
+clientid-claim=NAME: a claim that must equal the client id (default: none)
+audience=AUD[,AUD...]: accepted aud values (without it, tokens with aud are refused)
+issuer=ISS[,ISS...]: accepted iss values (default: not checked)
+require=CLAIM[,CLAIM...]: claims every token must have (default exp)
+max-lifetime=SECONDS: refuse tokens whose exp is more than this after iat
+leeway=SECONDS: clock skew allowed for exp, nbf and iat (default 0)
+algorithms=ALG[,ALG...]: accepted algorithms (default RS256,RS384,RS512,PS256,
+    PS384,PS512,ES256,ES384,ES512,EdDSA; none and HS* are never accepted)"""
+
+    def makeAuthenticator(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+
+        try:
+            import jwt
+            from jwt.algorithms import has_crypto
+        except ImportError:
+            has_crypto = False
+        else:
+            has_crypto = has_crypto and hasattr(jwt, "PyJWT")
+        if not has_crypto:
+            raise PluginError("jwt: needs PyJWT: pip install 'txmqttd[jwt]'")
+        from mqttd.jwtauth import ASYMMETRIC_ALGORITHMS, JWTChecker, JWTKeyError
+
+        arguments.onlyKnown(
+            "key", "jwks", "keys", "username-claim", "clientid-claim", "audience", "issuer",
+            "require", "max-lifetime", "leeway", "algorithms",
+        )
+
+        def names(key: str, default: str = "") -> list[str]:
+            value = arguments.get(key, default)
+            return [name.strip() for name in value.split(",") if name.strip()]
+
+        def claim(key: str, default: str | None) -> str | None:
+            value = arguments.get(key, default)
+            if value is not None and not value:
+                raise PluginError(f"jwt: {key} must name a claim")
+            return value
+
+        keyFile = arguments.path("key", required=False)
+        jwksFile = arguments.path("jwks", required=False)
+        deviceDirectory = arguments.path("keys", required=False)
+        if keyFile is None and jwksFile is None and deviceDirectory is None:
+            raise PluginError("jwt: no keys: give key=FILE, jwks=FILE or keys=DIR")
+        maxLifetime = None
+        if arguments.get("max-lifetime") is not None:
+            maxLifetime = arguments.number("max-lifetime", 0, minimum=1)
+        try:
+            return JWTChecker(
+                keyFile, jwksFile, deviceDirectory,
+                usernameClaim=claim("username-claim", "sub") or "sub",
+                clientIdClaim=claim("clientid-claim", None),
+                audience=names("audience"),
+                issuer=names("issuer"),
+                require=names("require", "exp"),
+                leeway=arguments.number("leeway", 0),
+                maxLifetime=maxLifetime,
+                algorithms=names("algorithms", ",".join(ASYMMETRIC_ALGORITHMS)),
+            )
+        except (JWTKeyError, ValueError) as e:
+            raise PluginError(f"jwt: {e}") from None
+
+
+jwtauth = JWTFactory()
