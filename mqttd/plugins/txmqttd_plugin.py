@@ -239,3 +239,68 @@ algorithms=ALG[,ALG...]: accepted algorithms (default RS256,RS384,RS512,PS256,
 
 
 jwtauth = JWTFactory()
+
+
+@implementer(IPlugin, IAuthenticatorFactory)
+class HTTPAuthenticatorFactory:
+    name = "http"
+    description = "Ask a web service: POST JSON, answer allow, deny or ignore (needs treq)."
+    argumentsHelp = """\
+url=URL: where to POST {"action": "authenticate", "clientid", "username",
+    "password", ...}; the answer is {"result": "allow"|"deny"|"ignore"}.
+    The URL's colons need no escaping unless it has a '=' (then write \\:)
+timeout=SECONDS: how long an answer may take (default 5); then: refused
+cache-ttl=SECONDS: how long answers are cached (default 60; 0: no cache)
+cache-size=N: answers cached at most (default 10000)
+cafile=PATH: PEM file of the CAs of an https service (host name still verified)
+bearer-file=PATH: token sent as 'Authorization: Bearer TOKEN'; re-read on SIGHUP
+header=NAME=VALUE: one more header field sent with every request
+connections=N: requests at a time, and persistent connections, to the service
+    (default 10); more wait their turn"""
+
+    def makeAuthenticator(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+
+        try:
+            import treq  # noqa: F401
+        except ImportError:
+            raise PluginError("http: needs treq: pip install 'txmqttd[http]'") from None
+        from mqttd.httpauth import checkerFromArguments
+
+        return checkerFromArguments(arguments)
+
+
+@implementer(IPlugin, IAuthorizerFactory)
+class HTTPAuthorizerFactory:
+    name = "http"
+    description = "Ask a web service: POST JSON, answer allow, deny or ignore (needs treq)."
+    argumentsHelp = """\
+url=URL: where to POST {"action": "connect"|"publish"|"subscribe"|"receive",
+    "clientid", "username", "topic", "qos", "retain", ...}; the answer is
+    {"result": "allow"|"deny"|"ignore"}. The URL's colons need no escaping
+    unless it has a '=' (then write \\:)
+receive=ask|allow|next: ask the service for every delivery (default, cached),
+    allow deliveries of allowed subscriptions, or leave them to the next one
+timeout=SECONDS: how long an answer may take (default 5); then: denied
+cache-ttl=SECONDS: how long answers are cached (default 60; 0: no cache)
+cache-size=N: answers cached at most (default 10000)
+cafile=PATH: PEM file of the CAs of an https service (host name still verified)
+bearer-file=PATH: token sent as 'Authorization: Bearer TOKEN'; re-read on SIGHUP
+header=NAME=VALUE: one more header field sent with every request
+connections=N: requests at a time, and persistent connections, to the service
+    (default 10); more wait their turn"""
+
+    def makeAuthorizer(self, arguments: Any) -> Any:
+        from mqttd.plugin import PluginError
+
+        try:
+            import treq  # noqa: F401
+        except ImportError:
+            raise PluginError("http: needs treq: pip install 'txmqttd[http]'") from None
+        from mqttd.httpauth import authorizerFromArguments
+
+        return authorizerFromArguments(arguments)
+
+
+httpauth = HTTPAuthenticatorFactory()
+httpauthorizer = HTTPAuthorizerFactory()
