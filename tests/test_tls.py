@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import time
@@ -297,6 +298,37 @@ class MutualTLSListenerTests(SynchronousTestCase):
             return  # this OpenSSL will not even offer TLS 1.1: refused all the same
         self.assertIsNotNone(wire.error)
         wire.close()
+
+    def test_renegotiationRefused(self) -> None:
+        """AU-14: a TLS 1.2 client that asks to renegotiate is refused; the connection does not carry on with a new handshake."""
+        from OpenSSL import SSL
+
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        context.load_verify_locations(self.setup.ca.certPath)
+        context.use_certificate_file(self.setup.dev1.certPath)
+        context.use_privatekey_file(self.setup.dev1.keyPath)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+        self.addCleanup(sock.close)
+        # Blocking for pyOpenSSL, but every wait bounded by the kernel.
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", int(WAIT), 0))
+        connection = SSL.Connection(context, sock)
+        connection.set_connect_state()
+        connection.do_handshake()
+        self.assertEqual(connection.get_protocol_version_name(), "TLSv1.2")
+        self.assertTrue(connection.renegotiate())
+        refused = False
+        try:
+            connection.do_handshake()
+            # The server's answer (an alert, or nothing) comes with the next read.
+            connection.send(encode(Connect("reneg", MQTT_3_1_1, True, 60), MQTT_3_1_1))
+            data = connection.recv(4096)
+            refused = not data.startswith(b"\x20\x02\x00\x00")
+        except (SSL.Error, OSError):
+            # OpenSSL's "no renegotiation" alert.
+            refused = True
+        self.assertTrue(refused, "the broker renegotiated")
 
     def test_badIdentities(self) -> None:
         """AU-05: CNs with '+', '#', '/', NUL, or none at all: CONNACK 0x86."""
