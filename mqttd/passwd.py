@@ -209,9 +209,9 @@ def formatPasswordFile(users: Mapping[str, PasswordHash] | Iterable[tuple[str, P
     return "".join(f"{name}:{h.encode()}\n" for name, h in items)
 
 
-def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
+def writePrivateFile(path: str, text: str) -> None:
     """
-    Replace a password file atomically, readable by its owner only.
+    Replace a file atomically with C{text}, readable by its owner only.
     """
     directory = os.path.dirname(os.path.abspath(path))
     # mkstemp creates the file exclusively (O_EXCL) with mode 0600: nothing
@@ -219,7 +219,7 @@ def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(formatPasswordFile(users))
+            f.write(text)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -227,6 +227,13 @@ def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
         except OSError:
             pass
         raise
+
+
+def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
+    """
+    Replace a password file atomically, readable by its owner only.
+    """
+    writePrivateFile(path, formatPasswordFile(users))
 
 
 @implementer(ICredentialsChecker, IReloadable)

@@ -42,7 +42,6 @@ import hmac
 import os
 import secrets
 import stringprep
-import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +52,7 @@ from zope.interface import implementer
 
 from mqttd.auth import AuthContinue, AuthFailure, AuthResult, AuthSuccess, ClientIdentity
 from mqttd.interfaces import IAuthExchange, IEnhancedAuthenticator, IReloadable
+from mqttd.passwd import writePrivateFile
 
 #: The MQTT Authentication Method name.
 METHOD = "SCRAM-SHA-256"
@@ -296,19 +296,7 @@ def writeCredentialFile(path: str, users: Mapping[str, ScramCredential]) -> None
     """
     Replace a credential file atomically, readable by its owner only.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    # mkstemp: created exclusively with mode 0600 (see mqttd.passwd).
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(formatCredentialFile(users))
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    writePrivateFile(path, formatCredentialFile(users))
 
 
 # -- messages (RFC 5802 section 7) --------------------------------------------------

@@ -241,6 +241,25 @@ algorithms=ALG[,ALG...]: accepted algorithms (default RS256,RS384,RS512,PS256,
 jwtauth = JWTFactory()
 
 
+_HTTP_COMMON_HELP = """\
+cache-ttl=SECONDS: how long answers are cached (default 60; 0: no cache)
+cache-size=N: answers cached at most (default 10000)
+cafile=PATH: PEM file of the CAs of an https service (host name still verified)
+bearer-file=PATH: token sent as 'Authorization: Bearer TOKEN'; re-read on SIGHUP
+header=NAME=VALUE: one more header field sent with every request
+connections=N: requests at a time, and persistent connections, to the service
+    (default 10); more wait their turn"""
+
+
+def _needTreq() -> None:
+    from mqttd.plugin import PluginError
+
+    try:
+        import treq  # noqa: F401
+    except ImportError:
+        raise PluginError("http: needs treq: pip install 'txmqttd[http]'") from None
+
+
 @implementer(IPlugin, IAuthenticatorFactory)
 class HTTPAuthenticatorFactory:
     name = "http"
@@ -250,21 +269,10 @@ url=URL: where to POST {"action": "authenticate", "clientid", "username",
     "password", ...}; the answer is {"result": "allow"|"deny"|"ignore"}.
     The URL's colons need no escaping unless it has a '=' (then write \\:)
 timeout=SECONDS: how long an answer may take (default 5); then: refused
-cache-ttl=SECONDS: how long answers are cached (default 60; 0: no cache)
-cache-size=N: answers cached at most (default 10000)
-cafile=PATH: PEM file of the CAs of an https service (host name still verified)
-bearer-file=PATH: token sent as 'Authorization: Bearer TOKEN'; re-read on SIGHUP
-header=NAME=VALUE: one more header field sent with every request
-connections=N: requests at a time, and persistent connections, to the service
-    (default 10); more wait their turn"""
+""" + _HTTP_COMMON_HELP
 
     def makeAuthenticator(self, arguments: Any) -> Any:
-        from mqttd.plugin import PluginError
-
-        try:
-            import treq  # noqa: F401
-        except ImportError:
-            raise PluginError("http: needs treq: pip install 'txmqttd[http]'") from None
+        _needTreq()
         from mqttd.httpauth import checkerFromArguments
 
         return checkerFromArguments(arguments)
@@ -282,21 +290,10 @@ url=URL: where to POST {"action": "connect"|"publish"|"subscribe"|"receive",
 receive=ask|allow|next: ask the service for every delivery (default, cached),
     allow deliveries of allowed subscriptions, or leave them to the next one
 timeout=SECONDS: how long an answer may take (default 5); then: denied
-cache-ttl=SECONDS: how long answers are cached (default 60; 0: no cache)
-cache-size=N: answers cached at most (default 10000)
-cafile=PATH: PEM file of the CAs of an https service (host name still verified)
-bearer-file=PATH: token sent as 'Authorization: Bearer TOKEN'; re-read on SIGHUP
-header=NAME=VALUE: one more header field sent with every request
-connections=N: requests at a time, and persistent connections, to the service
-    (default 10); more wait their turn"""
+""" + _HTTP_COMMON_HELP
 
     def makeAuthorizer(self, arguments: Any) -> Any:
-        from mqttd.plugin import PluginError
-
-        try:
-            import treq  # noqa: F401
-        except ImportError:
-            raise PluginError("http: needs treq: pip install 'txmqttd[http]'") from None
+        _needTreq()
         from mqttd.httpauth import authorizerFromArguments
 
         return authorizerFromArguments(arguments)
