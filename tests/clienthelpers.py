@@ -33,6 +33,58 @@ WAIT = 10.0
 _LISTENING = re.compile(r"mqttd listening on (\S+)")
 
 
+class CodecClient:
+    """
+    A blocking MQTT client on a connected socket (plain or TLS) that builds
+    and parses packets with mqttd's codec, for tests that need exact
+    packets.
+
+    @ivar error: the socket or TLS error a read or write ended with, if any.
+    """
+
+    def __init__(self, sock: Any, level: int = 5) -> None:
+        from mqttd.codec import Decoder
+
+        self.sock = sock
+        self.level = level
+        self.decoder = Decoder(isServer=False, protocolLevel=level)
+        self.error: Exception | None = None
+
+    def send(self, packet: Any) -> None:
+        from mqttd.codec import encode
+
+        self.sock.sendall(encode(packet, self.level))
+
+    def next(self, timeout: float = WAIT) -> Any:
+        """
+        The next packet, or L{None} after C{timeout} seconds or once the
+        connection is closed.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            packet = self.decoder.next()
+            if packet is not None:
+                return packet
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.sock is None:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError as e:  # including ssl.SSLError
+                self.error = e
+                return None
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
 def tempDirectory(case: Any) -> str:
     """
     A new temporary directory, removed in C{case}'s cleanup (C{mktemp}

@@ -37,13 +37,11 @@ from mqttd.codec import (
     Auth,
     Connack,
     Connect,
-    Decoder,
     Disconnect,
     Publish,
     Suback,
     Subscribe,
     SubscriptionRequest,
-    encode,
 )
 from mqttd.codec.properties import PropertyId as P
 from mqttd.interfaces import IAuthExchange, IEnhancedAuthenticator, IReloadable
@@ -60,6 +58,7 @@ from mqttd.scram import (
 )
 from mqttd.testing import InMemoryBroker, MQTTTestClient
 from tests.brokerprocess import BrokerProcess
+from tests.clienthelpers import CodecClient
 
 METHOD = "SCRAM-SHA-256"
 
@@ -951,41 +950,11 @@ class ScramCommandTests(SynchronousTestCase):
 # -- end to end: the real broker -----------------------------------------------------------
 
 
-class _Wire:
+def _Wire(port: int) -> CodecClient:
     """
     A blocking MQTT 5.0 client on a raw socket, built on mqttd's codec.
     """
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
-
-    def send(self, packet: Any) -> None:
-        self.sock.sendall(encode(packet, MQTT_5))
-
-    def next(self, timeout: float = 5) -> Any:
-        """
-        The next packet, or L{None} after C{timeout} seconds or when closed.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            packet = self.decoder.next()
-            if packet is not None:
-                return packet
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return None
-            if not data:
-                return None
-            self.decoder.feed(data)
-
-    def close(self) -> None:
-        self.sock.close()
+    return CodecClient(socket.create_connection(("127.0.0.1", port), timeout=5), MQTT_5)
 
 
 class EndToEndTests(SynchronousTestCase):

@@ -13,7 +13,6 @@ import sqlite3
 import stat
 import struct
 import subprocess
-import time
 from typing import Any
 
 from twisted.internet.defer import gatherResults, inlineCallbacks
@@ -24,7 +23,6 @@ from mqttd.codec import (
     MQTT_5,
     Connack,
     Connect,
-    Decoder,
     Puback,
     Pubcomp,
     Publish,
@@ -40,7 +38,7 @@ from mqttd.message import Message
 from mqttd.store import QueuedRecord, StoredState
 from mqttd.store.sqlite import SCHEMA_VERSION, SQLiteStore, SQLiteStoreError
 from tests.brokerprocess import _TWISTD, BrokerProcess
-from tests.clienthelpers import tempDirectory
+from tests.clienthelpers import CodecClient, tempDirectory
 
 
 class SQLiteFileTests(TestCase):
@@ -233,46 +231,19 @@ class DamagedFileAtStartTests(SynchronousTestCase):
 # -- DU-02: acknowledged means durable, under SIGKILL ------------------------------
 
 
-class _Wire:
+class _Wire(CodecClient):
     """
-    A blocking MQTT 5.0 client on a raw socket, built on mqttd's codec.
+    A blocking MQTT 5.0 client on a raw socket, connected (CONNACK 0x00
+    checked, kept as C{connack}).
     """
 
     def __init__(self, port: int, clientId: str, cleanStart: bool = True,
                  expiry: int = 0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.decoder = Decoder(isServer=False, protocolLevel=MQTT_5)
+        super().__init__(socket.create_connection(("127.0.0.1", port), timeout=10), MQTT_5)
         props = {PropertyId.SESSION_EXPIRY_INTERVAL: expiry} if expiry else {}
-        self.sock.sendall(encode(Connect(clientId, MQTT_5, cleanStart, 60, properties=props),
-                                 MQTT_5))
+        self.send(Connect(clientId, MQTT_5, cleanStart, 60, properties=props))
         self.connack = self.next(10)
         assert isinstance(self.connack, Connack) and self.connack.reasonCode == 0, self.connack
-
-    def next(self, timeout: float) -> Any:
-        """
-        The next packet, or L{None} after C{timeout} seconds or when closed.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            packet = self.decoder.next()
-            if packet is not None:
-                return packet
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                return None
-            except OSError:
-                return None
-            if not data:
-                return None
-            self.decoder.feed(data)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _durableBroker(case: SynchronousTestCase, store: str) -> BrokerProcess:

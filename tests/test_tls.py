@@ -23,7 +23,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from certs import DAY, NOW, CertificateAuthority, Issued, cn
-from clienthelpers import TWISTD, WAIT, MqttdProcess, PahoClient, tempDirectory, uniqueName
+from clienthelpers import (
+    TWISTD,
+    WAIT,
+    CodecClient,
+    MqttdProcess,
+    PahoClient,
+    tempDirectory,
+    uniqueName,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -37,7 +45,6 @@ from mqttd.codec import (
     MQTT_5,
     Connack,
     Connect,
-    Decoder,
     Disconnect,
     Pingreq,
     Pingresp,
@@ -51,7 +58,7 @@ from mqttd.tls import MutualTLSServerEndpoint, ReloadableServerTLS, parseMutualT
 from mqttd.x509 import CertificateChecker, certificateIdentity
 
 
-class TLSWire:
+class TLSWire(CodecClient):
     """
     A blocking MQTT client over TLS on a raw socket (mqttd's codec).
 
@@ -69,19 +76,13 @@ class TLSWire:
             context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
             context.maximum_version = maximumVersion
             context.set_ciphers("DEFAULT:@SECLEVEL=0")
-        self.level = level
-        self.decoder = Decoder(isServer=False, protocolLevel=level)
-        self.error: Exception | None = None
         raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.sock: Any = None
+        super().__init__(None, level)
         try:
             self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
-        except (ssl.SSLError, OSError) as e:
+        except OSError as e:
             self.error = e
             raw.close()
-
-    def send(self, packet: Any) -> None:
-        self.sock.sendall(encode(packet, self.level))
 
     def connect(self, clientId: str = "", cleanStart: bool = True, **kwargs: Any) -> Any:
         """
@@ -91,39 +92,10 @@ class TLSWire:
             return None
         try:
             self.send(Connect(clientId, self.level, cleanStart, 60, **kwargs))
-        except (ssl.SSLError, OSError) as e:
+        except OSError as e:
             self.error = e
             return None
         return self.next()
-
-    def next(self, timeout: float = WAIT) -> Any:
-        """
-        The next packet; L{None} once the connection is closed (or after
-        C{timeout} seconds).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            packet = self.decoder.next()
-            if packet is not None:
-                return packet
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.sock is None:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                return None
-            except (ssl.SSLError, OSError) as e:
-                self.error = e
-                return None
-            if not data:
-                return None
-            self.decoder.feed(data)
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
 
 
 class _Setup:
