@@ -8,6 +8,8 @@ kebab-case long options; the TOML file uses the same names as flat keys.
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -120,7 +122,8 @@ class BrokerConfig:
             value = getattr(self, spec.attribute)
             if spec.kind in _NOT_NUMBERS:
                 continue
-            if value < spec.minimum or (spec.maximum is not None and value > spec.maximum):
+            # "not >=": nan is out of every range.
+            if not value >= spec.minimum or (spec.maximum is not None and value > spec.maximum):
                 raise ValueError(f"{spec.name} {_bounds(spec)}, not {value}")
 
 
@@ -261,15 +264,20 @@ def parseValue(spec: OptionSpec, value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"must be a number, not {value!r}")
     try:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError
         if isinstance(value, str):
             result = _PARSERS[spec.kind](value)
+            if not math.isfinite(result):
+                # nan would pass every range check below.
+                raise ValueError
         elif isinstance(value, int | float):
             result = value if spec.kind in ("seconds",) else int(value)
             if spec.kind != "seconds" and value != result:
                 raise ValueError
         else:
             raise ValueError
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"{value!r} is not a valid {_KIND_NAMES[spec.kind]}") from None
     if result < spec.minimum or (spec.maximum is not None and result > spec.maximum):
         raise ValueError(f"{_bounds(spec)}, not {value}")

@@ -23,6 +23,7 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.cred.checkers import AllowAnonymousAccess, ICredentialsChecker
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
@@ -172,7 +173,13 @@ class ListenerService(StreamServerEndpointService):
         self._raiseSynchronously = True
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            # Port in use, no such address...: one line, not a traceback.
+            reason = e.socketError
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise _fail(f"cannot listen on {self.description}: {text}") from None
         self._waitingForPort.addCallback(self._listening)  # type: ignore[union-attr]
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
@@ -197,6 +204,8 @@ def _readConfigFile(path: str) -> dict[str, Any]:
         raise _fail(f"cannot read the configuration file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise _fail(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise _fail(f"{path}: not UTF-8 text (TOML files are UTF-8)") from None
     for key, value in data.items():
         if isinstance(value, dict):
             raise _fail(f"{path}: unknown section [{key}] (keys are flat, as the options)")
@@ -356,6 +365,10 @@ class Options(usage.Options):
         for description in listen:
             try:
                 endpoint = endpoints.serverFromString(reactor, withDefaultBacklog(description))
+            except OSError as e:
+                # E.g. ssl: with a key file that does not exist.
+                problem = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+                raise _fail(f"invalid listen endpoint {description!r}: {problem}") from None
             except (ValueError, KeyError, TypeError) as e:
                 raise _fail(f"invalid listen endpoint {description!r}: {e}") from None
             self.endpoints.append((description, endpoint))

@@ -264,6 +264,37 @@ class OptionsTests(SynchronousTestCase):
             ["--max-inflight", "1.5"], "mqttd: --max-inflight: '1.5' is not a valid whole number"
         )
 
+    def test_notFinite(self) -> None:
+        """nan and infinities are refused (nan would pass every range check and disable the timer)."""
+        for text in ("nan", "inf", "-inf", "1e400"):
+            self.assertFails(
+                ["--connect-timeout", text],
+                f"mqttd: --connect-timeout: {text!r} is not a valid number of seconds",
+            )
+        self.assertFails(["--max-packet-size", "nan"],
+                         "mqttd: --max-packet-size: 'nan' is not a valid size in bytes "
+                         "(e.g. 1048576 or 1M)")
+
+    def test_configNotFinite(self) -> None:
+        """In the TOML file too: nan, inf and numbers too large for a float are refused."""
+        directory = tempDirectory(self)
+        for text, message in (
+            ("connect-timeout = nan\n", "connect-timeout: nan is not a valid number of seconds"),
+            ("connect-timeout = inf\n", "connect-timeout: inf is not a valid number of seconds"),
+            ("max-packet-size = 1e400\n",
+             "max-packet-size: inf is not a valid size in bytes (e.g. 1048576 or 1M)"),
+        ):
+            path = writeConfig(self, text, directory)
+            self.assertFails(["--config", path], f"mqttd: {path}: {message}")
+
+    def test_brokerConfigRefusesNaN(self) -> None:
+        """An embedding application's BrokerConfig with nan seconds does not validate."""
+        from mqttd.config import BrokerConfig
+
+        with self.assertRaises(ValueError) as caught:
+            BrokerConfig(connectTimeout=float("nan")).validate()
+        self.assertIn("connect-timeout", str(caught.exception))
+
     def test_valueOutOfRange(self) -> None:
         """A value out of range is refused with the exact bounds."""
         self.assertFails(
@@ -435,6 +466,39 @@ class CommandLineErrorTests(SynchronousTestCase):
             "mqttd: invalid listen endpoint 'tcp:notaport:interface=127.0.0.1': "
             "invalid literal for int() with base 10: 'notaport'",
         )
+
+    def test_missingTLSFile(self) -> None:
+        """An C{ssl:} listener whose key file does not exist: one line naming the file."""
+        self.assertOneLineError(
+            ["--listen", "ssl:0:privateKey=/nonexistent/key.pem:interface=127.0.0.1"],
+            "mqttd: invalid listen endpoint 'ssl:0:privateKey=/nonexistent/key.pem:"
+            "interface=127.0.0.1': /nonexistent/key.pem: No such file or directory",
+        )
+
+    def test_configNotUTF8(self) -> None:
+        """A configuration file that is not UTF-8."""
+        path = os.path.join(tempDirectory(self), "mqttd.toml")
+        with open(path, "wb") as f:
+            f.write(b'listen = ["tcp:0\xff"]\n')
+        self.assertOneLineError(["--config", path],
+                                f"mqttd: {path}: not UTF-8 text (TOML files are UTF-8)")
+
+    def test_portInUse(self) -> None:
+        """A listener that cannot bind (its port is taken): exit status 1 and one line saying why, no traceback."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "mqttd", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, timeout=30, cwd=tempDirectory(self), stdin=subprocess.DEVNULL,
+        )
+        output = result.stdout.decode() + result.stderr.decode()
+        self.assertEqual(result.returncode, 1, output)
+        self.assertIn(f"mqttd: cannot listen on tcp:{port}:interface=127.0.0.1: "
+                      "Address already in use", output)
+        self.assertNotIn("Traceback", output)
 
     def test_unknownConfigKey(self) -> None:
         """A configuration file with an unknown key."""
