@@ -128,12 +128,11 @@ class LocalSubscription:
     clientId: str | None = None
 
     def __init__(
-        self, broker: Broker, topicFilter: str, callback: Callable[[Message], object], qos: int
+        self, broker: Broker, topicFilter: str, callback: Callable[[Message], object]
     ) -> None:
         self.topicFilter = topicFilter
         self._broker = broker
         self._callback = callback
-        self._qos = qos
         self.active = True
 
     def deliver(
@@ -309,7 +308,7 @@ class Broker(Service):
         """
         group, realFilter = splitShared(topicFilter)
         validateTopicFilter(realFilter, self.config.maxTopicLevels)
-        subscription = LocalSubscription(self, topicFilter, callback, qos)
+        subscription = LocalSubscription(self, topicFilter, callback)
         self._trie.subscribe(realFilter, subscription, SubscriptionOptions(realFilter, qos,
                                                                            group=group), group)
         return subscription
@@ -640,7 +639,7 @@ class Broker(Service):
         @param exclude: a member not to choose (one whose session is ending).
         @return: whether it was delivered or queued.
         """
-        members: list[tuple[Any, Any]] = list(group.members.items())
+        members: list[tuple[Any, Any]] = group.memberList()
         count = len(members)
         if count:
             start = group.cursor % count

@@ -21,7 +21,7 @@ its unsent bytes pass the outbound buffer limit it is disconnected (v5
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
@@ -73,6 +73,7 @@ from mqttd.codec import (
     UnsupportedProtocolVersion,
     Will,
     encode,
+    encodeAck,
 )
 from mqttd.codec.properties import NO_PROPERTIES, Properties, PropertyId
 from mqttd.codec.reasons import (
@@ -964,7 +965,7 @@ class MQTTServerProtocol(Protocol):
         for packetId, entry in list(session.inflight.items()):
             entry.sentOn = None
             if entry.released:
-                self.transport.write(encode(Pubrel(packetId), self._level))
+                self.transport.write(encodeAck(0x62, packetId))
             else:
                 self._resend.append(packetId)
         if self.broker.hooks is not None:
@@ -1037,7 +1038,7 @@ class MQTTServerProtocol(Protocol):
                 if packetId in awaiting:
                     # A duplicate: acknowledge again, never forward twice
                     # [MQTT-4.3.3-2].
-                    self._reply(b"\x50\x02" + packetId.to_bytes(2, "big"))
+                    self._reply(encodeAck(0x50, packetId))
                     return
                 limit = self._config.receiveMaximum if self._v5 else self._config.maxAwaitingRel
                 if len(awaiting) + self._pendingQos1Acks >= limit:
@@ -1091,21 +1092,12 @@ class MQTTServerProtocol(Protocol):
             code = deny.reasonCode if deny.reasonCode in PUBACK_REASONS else 0x87
             self._writeAck(ack, packetId, code, deny.reason)
             return
-        data = bytes((ack, 2)) + packetId.to_bytes(2, "big")
+        data = encodeAck(ack, packetId)
         if qos == 1:
             self._reply(data)
             return
         assert self.session is not None
-        journal = self.broker.journal
-        if journal is None:
-            self.session.addAwaitingRel(packetId)
-            self._reply(data)
-            return
-        outer = journal.begin()
-        try:
-            self.session.addAwaitingRel(packetId)
-        finally:
-            writes = journal.end(outer)
+        _, writes = _collectWrites(self.broker.journal, self.session.addAwaitingRel, packetId)
         self._replyStored(data, writes)
 
     def _acceptPublish(self, packet: Publish, topic: str, retain: bool) -> None:
@@ -1169,10 +1161,8 @@ class MQTTServerProtocol(Protocol):
             # acknowledgement first.  v5 says 0x10 when nobody subscribed.
             if qos == 2:
                 session.addAwaitingRel(packetId)
-            if self._v5 and not found and not groups:
-                self.transport.write(bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x10")
-            else:
-                self.transport.write(bytes((ack, 2)) + packetId.to_bytes(2, "big"))
+            self.transport.write(encodeAck(
+                ack, packetId, 0x10 if self._v5 and not found and not groups else 0))
         if found or groups:
             broker.currentSource = self
             try:
@@ -1222,10 +1212,7 @@ class MQTTServerProtocol(Protocol):
         if refused:
             self._writeAck(ack, packetId, 0x97, "retained message limit reached")
             return
-        if self._v5 and not found and not groups:
-            data = bytes((ack, 3)) + packetId.to_bytes(2, "big") + b"\x10"
-        else:
-            data = bytes((ack, 2)) + packetId.to_bytes(2, "big")
+        data = encodeAck(ack, packetId, 0x10 if self._v5 and not found and not groups else 0)
         self._replyStored(data, writes, qos == 1, held or None)
 
     def _replyStored(
@@ -1330,19 +1317,10 @@ class MQTTServerProtocol(Protocol):
             # The client refused it: the flow ends here (v5 section 4.3.3).
             self._acknowledged(packet.packetId)
             return
-        journal = self.broker.journal
-        if journal is None:
-            session.release(packet.packetId)
-            self.transport.write(encode(Pubrel(packet.packetId), self._level))
-            return
         # PUBREL once "released" is stored: after a crash the broker resends
         # PUBREL, not the PUBLISH the client already has [MQTT-4.4.0-1].
-        outer = journal.begin()
-        try:
-            session.release(packet.packetId)
-        finally:
-            writes = journal.end(outer)
-        self._replyStored(encode(Pubrel(packet.packetId), self._level), writes)
+        _, writes = _collectWrites(self.broker.journal, session.release, packet.packetId)
+        self._replyStored(encodeAck(0x62, packet.packetId), writes)
 
     def _onPubcomp(self, packet: Pubcomp) -> None:
         session = self.session
@@ -1357,22 +1335,15 @@ class MQTTServerProtocol(Protocol):
     def _onPubrel(self, packet: Pubrel) -> None:
         session = self.session
         assert session is not None
-        journal = self.broker.journal
-        if journal is None:
-            known = session.removeAwaitingRel(packet.packetId)
-            writes = None
-        else:
-            # PUBCOMP only once the packet id is forgotten in the store too:
-            # the client may use it again for a new message at once.
-            outer = journal.begin()
-            try:
-                known = session.removeAwaitingRel(packet.packetId)
-            finally:
-                writes = journal.end(outer)
+        # PUBCOMP only once the packet id is forgotten in the store too: the
+        # client may use it again for a new message at once.
+        known, writes = _collectWrites(
+            self.broker.journal, session.removeAwaitingRel, packet.packetId
+        )
         if not known and self._v5:
             self._writeAck(0x70, packet.packetId, 0x92, "unknown packet identifier")
             return
-        self._replyStored(b"\x70\x02" + packet.packetId.to_bytes(2, "big"), writes)
+        self._replyStored(encodeAck(0x70, packet.packetId), writes)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------
 
@@ -1488,14 +1459,9 @@ class MQTTServerProtocol(Protocol):
                     raise ProtocolError(
                         f"subscription to {item.topicFilter!r} not authorized", 0x87
                     )
-        journal = broker.journal
-        outer = journal.begin() if journal is not None else None
-        try:
-            codes, replays, problems, sharedAdded = self._subscribeApply(
-                answers, session, planned, subscriptionId
-            )
-        finally:
-            writes = journal.end(outer) if journal is not None else None
+        (codes, replays, problems, sharedAdded), writes = _collectWrites(
+            broker.journal, self._subscribeApply, answers, session, planned, subscriptionId
+        )
         suback = self._encodeReply(
             lambda props: Suback(packet.packetId, tuple(codes), props), "; ".join(problems)
         )
@@ -1569,23 +1535,29 @@ class MQTTServerProtocol(Protocol):
     def _onUnsubscribe(self, packet: Unsubscribe) -> None:
         session = self.session
         assert session is not None
-        codes = []
-        hooks = self.broker.hooks
-        journal = self.broker.journal
-        outer = journal.begin() if journal is not None else None
-        try:
-            for fullFilter in packet.topicFilters:
-                existed = self.broker.removeSubscription(session, fullFilter)
-                codes.append(0x00 if existed else 0x11)
-                if existed and hooks is not None:
-                    hooks.event("unsubscribed", self.clientInfo, fullFilter)
-        finally:
-            writes = journal.end(outer) if journal is not None else None
+        codes, writes = _collectWrites(
+            self.broker.journal, self._unsubscribeApply, session, packet.topicFilters
+        )
         unsuback = encode(Unsuback(packet.packetId, tuple(codes)), self._level)
         if len(unsuback) > self._peerMaxPacket:
             self.closeWith(0x95, "UNSUBACK larger than the client's maximum packet size")
             return
         self._replyStored(unsuback, writes)
+
+    def _unsubscribeApply(self, session: Session, topicFilters: Sequence[str]) -> list[int]:
+        """
+        Remove subscriptions.
+
+        @return: the UNSUBACK codes.
+        """
+        codes = []
+        hooks = self.broker.hooks
+        for fullFilter in topicFilters:
+            existed = self.broker.removeSubscription(session, fullFilter)
+            codes.append(0x00 if existed else 0x11)
+            if existed and hooks is not None:
+                hooks.event("unsubscribed", self.clientInfo, fullFilter)
+        return codes
 
     def _writeLimited(self, data: bytes, what: str) -> bool:
         """
@@ -2109,6 +2081,25 @@ class MQTTServerFactory(Factory):
         d = self.portal.login(credentials, protocol, IMQTTClient)
         d.addCallback(lambda result: result[1])
         return d
+
+
+def _collectWrites(
+    journal: Journal | None, function: Callable[..., Any], *args: Any
+) -> tuple[Any, list[Deferred[Any]] | None]:
+    """
+    Call C{function(*args)} and collect the store writes it causes (none
+    without a store).
+
+    @return: its result and the Deferreds of its writes (or L{None}).
+    """
+    if journal is None:
+        return function(*args), None
+    outer = journal.begin()
+    try:
+        result = function(*args)
+    finally:
+        writes = journal.end(outer)
+    return result, writes
 
 
 def _sameIdentity(first: Any, second: Any) -> bool:

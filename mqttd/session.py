@@ -14,6 +14,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mqttd.message import Message
+from mqttd.store import InflightRecord, QueuedRecord
+from mqttd.topics import splitShared
 
 if TYPE_CHECKING:
     from mqttd.topics import SubscriptionTrie
@@ -164,21 +166,43 @@ class Session:
         self.queuedBytes = 0
         self.inflight: dict[int, InflightEntry] = {}
         self.awaitingRel: set[int] = set()
-        self.expiryInterval = expiryInterval
+        # Where changes are written: the journal while the session is
+        # persistent (a store, and an expiry interval), else None; derived
+        # by the two setters below, read on every QoS 1/2 change.
+        self._writer: Any = None
+        self._journal: Any = None
+        self._expiryInterval = expiryInterval
         self.connection: IDeliverySink | None = None
         self.identity: Any = None
         self.dropped = 0
         self.expiryCall: Any = None
-        self.journal: Any = None
         self._nextPacketId = 1
         self._seq = 0
+
+    @property
+    def journal(self) -> Any:
+        return self._journal
+
+    @journal.setter
+    def journal(self, journal: Any) -> None:
+        self._journal = journal
+        self._writer = journal if journal is not None and self._expiryInterval else None
+
+    @property
+    def expiryInterval(self) -> int:
+        return self._expiryInterval
+
+    @expiryInterval.setter
+    def expiryInterval(self, interval: int) -> None:
+        self._expiryInterval = interval
+        self._writer = self._journal if self._journal is not None and interval else None
 
     @property
     def persistent(self) -> bool:
         """
         Whether the session's changes are written to the store.
         """
-        return self.journal is not None and self.expiryInterval > 0
+        return self._writer is not None
 
     def newDelivery(
         self,
@@ -195,10 +219,8 @@ class Session:
         return (message, qos, retain, subscriptionIds, group, self._seq)
 
     def _journalQueued(self, delivery: Delivery) -> None:
-        from mqttd.store import QueuedRecord
-
         group = delivery[4]
-        self.journal.write("messageQueued", self.clientId, QueuedRecord(
+        self._writer.write("messageQueued", self.clientId, QueuedRecord(
             delivery[5], delivery[0], delivery[1], delivery[2], delivery[3],
             None if group is None else (group.name, group.topicFilter),
         ))
@@ -238,7 +260,7 @@ class Session:
             return False
         self.queue.append(delivery)
         self.queuedBytes += size
-        if delivery[1] and self.journal is not None and self.expiryInterval:
+        if delivery[1] and self._writer is not None:
             self._journalQueued(delivery)
         return True
 
@@ -249,7 +271,7 @@ class Session:
         """
         self.queue.append(delivery)
         self.queuedBytes += delivery[0].size
-        if delivery[1] and self.journal is not None and self.expiryInterval:
+        if delivery[1] and self._writer is not None:
             self._journalQueued(delivery)
 
     def popQueued(self) -> Delivery:
@@ -258,8 +280,8 @@ class Session:
         """
         delivery = self.queue.popleft()
         self.queuedBytes -= delivery[0].size
-        if delivery[1] and self.journal is not None and self.expiryInterval:
-            self.journal.write("messageDequeued", self.clientId, delivery[5])
+        if delivery[1] and self._writer is not None:
+            self._writer.write("messageDequeued", self.clientId, delivery[5])
         return delivery
 
     def dropNewest(self, reason: str) -> None:
@@ -269,8 +291,8 @@ class Session:
         """
         delivery = self.queue.pop()
         self.queuedBytes -= delivery[0].size
-        if delivery[1] and self.journal is not None and self.expiryInterval:
-            self.journal.write("messageDequeued", self.clientId, delivery[5])
+        if delivery[1] and self._writer is not None:
+            self._writer.write("messageDequeued", self.clientId, delivery[5])
         self.drop(delivery[0], reason)
 
     def dropQos0(self) -> int:
@@ -303,14 +325,12 @@ class Session:
         """
         self.inflight[packetId] = entry
         self.queuedBytes += entry.message.size
-        if self.journal is not None and self.expiryInterval:
+        if self._writer is not None:
             self._journalInflight(packetId, entry)
 
     def _journalInflight(self, packetId: int, entry: InflightEntry) -> None:
-        from mqttd.store import InflightRecord
-
         group = entry.group
-        self.journal.write("inflightSaved", self.clientId, InflightRecord(
+        self._writer.write("inflightSaved", self.clientId, InflightRecord(
             packetId, entry.message, entry.qos, entry.retain, entry.subscriptionIds,
             entry.released, None if group is None else (group.name, group.topicFilter),
         ))
@@ -322,7 +342,7 @@ class Session:
         """
         entry = self.inflight[packetId]
         entry.released = True
-        if self.journal is not None and self.expiryInterval:
+        if self._writer is not None:
             self._journalInflight(packetId, entry)
         return entry
 
@@ -332,8 +352,8 @@ class Session:
         """
         entry = self.inflight.pop(packetId)
         self.queuedBytes -= entry.message.size
-        if self.journal is not None and self.expiryInterval:
-            self.journal.write("inflightDeleted", self.clientId, packetId)
+        if self._writer is not None:
+            self._writer.write("inflightDeleted", self.clientId, packetId)
         return entry
 
     def addAwaitingRel(self, packetId: int) -> None:
@@ -341,8 +361,8 @@ class Session:
         An inbound QoS 2 PUBLISH was taken: its packet id awaits PUBREL.
         """
         self.awaitingRel.add(packetId)
-        if self.journal is not None and self.expiryInterval:
-            self.journal.write("inboundSaved", self.clientId, packetId)
+        if self._writer is not None:
+            self._writer.write("inboundSaved", self.clientId, packetId)
 
     def removeAwaitingRel(self, packetId: int) -> bool:
         """
@@ -353,8 +373,8 @@ class Session:
         if packetId not in self.awaitingRel:
             return False
         self.awaitingRel.remove(packetId)
-        if self.journal is not None and self.expiryInterval:
-            self.journal.write("inboundDeleted", self.clientId, packetId)
+        if self._writer is not None:
+            self._writer.write("inboundDeleted", self.clientId, packetId)
         return True
 
     def sharedDeliveries(self) -> list[tuple[Message, Any]]:
@@ -375,8 +395,6 @@ class Session:
         End the session: remove its subscriptions from C{trie} and forget
         its messages.
         """
-        from mqttd.topics import splitShared
-
         for fullFilter in self.subscriptions:
             group, topicFilter = splitShared(fullFilter)
             trie.unsubscribe(topicFilter, self, group)

@@ -130,7 +130,7 @@ class SharedGroup:
     @ivar seq: the number of the last message queued.
     """
 
-    __slots__ = ("name", "topicFilter", "members", "cursor", "queue", "seq")
+    __slots__ = ("name", "topicFilter", "members", "cursor", "queue", "seq", "_order")
 
     def __init__(self, name: str, topicFilter: str) -> None:
         self.name = name
@@ -139,6 +139,23 @@ class SharedGroup:
         self.cursor = 0
         self.queue: deque[tuple[Any, int]] = deque()
         self.seq = 0
+        self._order: list[tuple[Hashable, Any]] | None = None
+
+    def memberList(self) -> list[tuple[Hashable, Any]]:
+        """
+        C{(key, options)} of the members in joining order, kept between
+        messages (the round-robin indexes it) until the members change.
+        """
+        order = self._order
+        if order is None:
+            order = self._order = list(self.members.items())
+        return order
+
+    def membersChanged(self) -> None:
+        """
+        Forget the cached L{memberList} (call after changing C{members}).
+        """
+        self._order = None
 
     def __repr__(self) -> str:
         return f"<SharedGroup $share/{self.name}/{self.topicFilter} {len(self.members)} members>"
@@ -204,6 +221,7 @@ class SubscriptionTrie:
             if shared is None:
                 shared = node.shared[group] = SharedGroup(group, topicFilter)
             table = shared.members
+            shared.membersChanged()
         isNew = key not in table
         table[key] = options
         if isNew:
@@ -236,6 +254,7 @@ class SubscriptionTrie:
             if key not in members:
                 return False
             del members[key]
+            node.shared[group].membersChanged()
             if not members:
                 del node.shared[group]
                 if not node.shared:

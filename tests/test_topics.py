@@ -376,6 +376,22 @@ class SubscriptionTrieTests(SynchronousTestCase):
         self.assertEqual(plainMatches(trie, "a/b"), Counter({("k", 2): 1, ("other", 1): 1}))
         self.assertEqual(trie.nodeCount(), 2)
 
+    def test_sharedMemberListFollowsChanges(self) -> None:
+        """A group's cached member list follows joins, option changes and leaves."""
+        trie = SubscriptionTrie()
+        trie.subscribe("a/+", "k1", 1, "g")
+        trie.subscribe("a/+", "k2", 1, "g")
+        group = trie.sharedGroup("a/+", "g")
+        assert group is not None
+        self.assertEqual(group.memberList(), [("k1", 1), ("k2", 1)])
+        self.assertIs(group.memberList(), group.memberList())
+        trie.subscribe("a/+", "k1", 2, "g")
+        self.assertEqual(group.memberList(), [("k1", 2), ("k2", 1)])
+        trie.subscribe("a/+", "k3", 0, "g")
+        self.assertEqual(group.memberList(), [("k1", 2), ("k2", 1), ("k3", 0)])
+        trie.unsubscribe("a/+", "k2", "g")
+        self.assertEqual(group.memberList(), [("k1", 2), ("k3", 0)])
+
     def test_replaceSharedOptions(self) -> None:
         """Joining the same group twice replaces the options; another group is a new subscription."""
         trie = SubscriptionTrie()

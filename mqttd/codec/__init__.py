@@ -15,7 +15,7 @@ from mqttd.codec.decoder import (
     Decoder,
     decodeAll,
 )
-from mqttd.codec.encoder import encode, publishFirstByte
+from mqttd.codec.encoder import encode, encodeAck, publishFirstByte
 from mqttd.codec.errors import MalformedPacket, ProtocolError, UnsupportedProtocolVersion
 from mqttd.codec.packets import (
     MQTT_3_1,
@@ -81,5 +81,6 @@ __all__ = [
     "Will",
     "decodeAll",
     "encode",
+    "encodeAck",
     "publishFirstByte",
 ]

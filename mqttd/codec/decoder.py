@@ -385,6 +385,12 @@ class Decoder:
             if not packetId:
                 raise ProtocolError("PUBLISH with packet identifier 0")  # [MQTT-2.2.1-3]
         if self.protocolLevel == MQTT_5:
+            if pos < end and data[pos] == 0:
+                # No properties: the common case, without the general parser.
+                if not topic:
+                    raise ProtocolError("empty topic name without a topic alias")
+                return Publish(topic, data[pos + 1 : end], qos, bool(flags & 1), bool(flags & 8),
+                               packetId)
             props, pos = decodeProperties(data, pos, end, PUBLISH, self._forbidden)
             if props:
                 if self.isServer and PropertyId.SUBSCRIPTION_IDENTIFIER in props:

@@ -104,12 +104,23 @@ def _encodePublish(p: Publish, level: int) -> bytes:
     )
 
 
+def encodeAck(first: int, packetId: int, reasonCode: int = 0) -> bytes:
+    """
+    A PUBACK, PUBREC, PUBREL or PUBCOMP without properties, the form the
+    broker sends on every QoS 1/2 flow: 4 bytes, or 5 with a (v5 only)
+    reason code other than 0.
+
+    @param first: the fixed header's first byte (0x40, 0x50, 0x62, 0x70).
+    """
+    if reasonCode:
+        return bytes((first, 3, packetId >> 8, packetId & 0xFF, reasonCode))
+    return bytes((first, 2, packetId >> 8, packetId & 0xFF))
+
+
 def _ack(first: int, packetId: int, reasonCode: int, props: Any, level: int) -> bytes:
+    if level != MQTT_5 or not props:
+        return encodeAck(first, packetId, reasonCode if level == MQTT_5 else 0)
     pid = packetId.to_bytes(2, "big")
-    if level != MQTT_5 or (reasonCode == 0 and not props):
-        return bytes((first, 2)) + pid
-    if not props:
-        return bytes((first, 3)) + pid + bytes((reasonCode,))
     return _frame(first, pid + bytes((reasonCode,)) + encodeProperties(props))
 
 
