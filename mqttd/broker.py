@@ -54,7 +54,8 @@ class Counters:
     @ivar messagesOut: PUBLISH packets written to clients, plus in-process
         deliveries.
     @ivar messagesDropped: deliveries dropped (queue limits, a stalled
-        subscriber's QoS 0, expiry, a client's Maximum Packet Size).
+        subscriber's QoS 0, expiry, a client's Maximum Packet Size, a
+        hook's decision).
     @ivar connectionsTotal: connections accepted since start.
     @ivar connectionsRefused: connections refused (max-connections).
     """

@@ -1818,9 +1818,8 @@ class MQTTServerProtocol(Protocol):
     def _intercepted(self, answer: Any, message: Message) -> Message | bool:
         if isinstance(answer, Message):
             return answer
-        hooks = self.broker.hooks
-        if hooks is not None:
-            hooks.event("messageDropped", self.clientId, message, getattr(answer, "reason", ""))
+        # Counted like every other drop, and the hooks hear of it from there.
+        self.broker.counters.dropped(self.clientId, message, getattr(answer, "reason", ""))
         return False
 
     def _prepareDone(self, result: Any, slot: list[Any]) -> None:

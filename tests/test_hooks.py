@@ -1051,6 +1051,16 @@ class OutboundTests(SynchronousTestCase):
         self.assertEqual(recorder.drops(), [("a", b"x", "not for a")])
         self.assertFalse(a.closed)
 
+    def test_perSubscriberDropCounted(self) -> None:
+        """A hook's Drop counts in the broker's messagesDropped, like every other drop."""
+        env = Harness([OnDeliver(lambda c, m: Drop(0x83, "no") if c.clientId == "a" else m)])
+        env.subscriber("a", "#", 1)
+        env.subscriber("b", "#", 1)
+        before = env.broker.stats()["messagesDropped"]
+        env.connect("pub").publish("t", b"x", qos=1)
+        env.flush()
+        self.assertEqual(env.broker.stats()["messagesDropped"], before + 1)
+
     def test_deferredHoldsOnlyThatSubscriber(self) -> None:
         """A pending onDeliver holds that subscriber's later deliveries, in order; others get theirs."""
         clock: list[Clock] = []
