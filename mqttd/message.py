@@ -73,6 +73,7 @@ class Message:
         "expiresAt",
         "size",
         "_cache",
+        "_propertyBody",
         "_topicBytes",
     )
 
@@ -96,6 +97,9 @@ class Message:
         self._topicBytes = topic.encode("utf-8")
         self.size = len(payload) + len(self._topicBytes) + _OVERHEAD
         self._cache: dict[int, Any] | None = None
+        # The message's own properties encoded, once for all deliveries
+        # (per-subscriber ones are added around it).
+        self._propertyBody: bytes | None = None
 
     def __repr__(self) -> str:
         return (
@@ -141,7 +145,9 @@ class Message:
         props = self.properties
         if not subscriptionIds and expiry is None and not props and not topicAlias:
             return b"\x00"
-        body = encodePropertyBody(props) if props else b""
+        body = self._propertyBody
+        if body is None:
+            body = self._propertyBody = encodePropertyBody(props) if props else b""
         if expiry is not None:
             body = bytes((PropertyId.MESSAGE_EXPIRY_INTERVAL,)) + expiry.to_bytes(4, "big") + body
         if topicAlias:
