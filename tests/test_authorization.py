@@ -845,16 +845,25 @@ class PublishAuthorizationTests(SynchronousTestCase):
         self.assertEqual(self.env.broker.retained("#"), [])
 
     def test_willOnDeniedTopicNeverPublished(self) -> None:
-        """A will on a topic the client may not publish to is never delivered nor retained."""
+        """
+        A will on a topic the client may not publish to refuses the CONNECT
+        (3.1.1 return code 5, v5 0x87, then the connection is closed, as
+        mosquitto does); the will is never delivered nor retained.
+        """
         for level in (MQTT_3_1_1, MQTT_5):
             client = self.env.openClient(level)
             client.connect(f"w{level}", will=Will("t/denied", b"last words", 1, True))
             self.env.flush()
+            raw = bytes(client.raw)
             [connack] = client.take()
             assert isinstance(connack, Connack)
-            if connack.reasonCode == 0:
-                # Accepted: the will must then be dropped when it is due.
-                self.env.drop(client)
+            if level == MQTT_3_1_1:
+                self.assertEqual(raw, CONNACK_NOT_AUTHORIZED)
+            else:
+                self.assertEqual(connack.reasonCode, NOT_AUTHORIZED)
+            self.assertTrue(client.closed, level)
+            self.assertNotIn(f"w{level}", [s.clientId for s in self.env.broker.listSessions()])
+            self.env.advance(3600)
             self.assertNothingDelivered()
             self.assertEqual(self.env.broker.retained("#"), [])
 

@@ -1,17 +1,21 @@
 """
 The bundled plug-ins pass the conformance suites of mqttd.testing, as any
-third-party plug-in should.
+third-party plug-in should; and the suites cannot be passed vacuously.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
+from twisted.trial.reporter import TestResult
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from mqttd.acl import AclFileAuthorizer
 from mqttd.auth import ALLOW, DENY, NEXT
+from mqttd.interfaces import IAuthorizer
 from mqttd.passwd import PasswordFileChecker
 from mqttd.testing import AuthenticatorConformanceMixin, AuthorizerConformanceMixin
 
@@ -60,3 +64,98 @@ class AclFileConformanceTests(AuthorizerConformanceMixin, SynchronousTestCase):
             )
         self.addCleanup(os.unlink, path)
         return AclFileAuthorizer(path)
+
+
+@implementer(IAuthorizer)
+class AlwaysNext:
+    """
+    An authorizer with no opinion on anything.
+    """
+
+    def authorizeConnect(self, client: Any) -> Any:
+        return NEXT
+
+    def authorizePublish(self, client: Any, topic: str, qos: int, retain: bool) -> Any:
+        return NEXT
+
+    def authorizeSubscribe(self, client: Any, topicFilter: str, qos: int) -> Any:
+        return NEXT
+
+    def authorizeReceive(self, client: Any, topic: str, qos: int, retain: bool) -> Any:
+        return NEXT
+
+
+def runTest(case: SynchronousTestCase) -> TestResult:
+    """
+    Run one test of a suite (defined inside a test, so that it is not
+    collected) and return what happened.
+    """
+    result = TestResult()
+    case.run(result)
+    return result
+
+
+class VacuousPassTests(SynchronousTestCase):
+    """
+    The conformance mixins fail a plug-in that does not do what its rows
+    say, and never pass for want of rows: what every plug-in can provide is
+    required, the rest is skipped with a reason.
+    """
+
+    def test_alwaysNextAuthorizerFailsThePublishRows(self) -> None:
+        """
+        An authorizer answering NEXT to everything fails the rows where a
+        publish is allowed: nothing after it in the chain allows a publish.
+        """
+
+        class Tests(AuthorizerConformanceMixin, SynchronousTestCase):
+            cases = AclFileConformanceTests.cases
+
+            def makeAuthorizer(self) -> AlwaysNext:
+                return AlwaysNext()
+
+        result = runTest(Tests("test_publishThroughTheBroker"))
+        self.assertEqual((len(result.failures), result.errors, result.skips),
+                         (1, [], []))
+        self.assertIn("alice/x", str(result.failures[0][1].value))
+
+    def test_authorizerWithoutPublishRowsSkips(self) -> None:
+        """Without publish rows, the publish test is skipped, saying why."""
+
+        class Tests(AuthorizerConformanceMixin, SynchronousTestCase):
+            cases = [row for row in AclFileConformanceTests.cases if row[2] != "publish"]
+
+            def makeAuthorizer(self) -> AlwaysNext:
+                return AlwaysNext()
+
+        result = runTest(Tests("test_publishThroughTheBroker"))
+        self.assertEqual((result.failures, result.errors), ([], []))
+        [(_, reason)] = result.skips
+        self.assertIn("no publish rows", reason)
+
+    def test_wrongPasswordsRequired(self) -> None:
+        """Without wrongPasswords, the tests that need them fail, saying what to define."""
+
+        class Tests(AuthenticatorConformanceMixin, SynchronousTestCase):
+            validCredentials = PasswordFileConformanceTests.validCredentials
+            unknownUsernames = PasswordFileConformanceTests.unknownUsernames
+            makeAuthenticator = PasswordFileConformanceTests.makeAuthenticator
+
+        for name in ("test_refusesWrongPasswords", "test_connectThroughTheBroker"):
+            result = runTest(Tests(name))
+            self.assertEqual((len(result.failures), result.errors, result.skips), (1, [], []),
+                             name)
+            self.assertIn("define wrongPasswords", str(result.failures[0][1].value), name)
+
+    def test_unknownUsernamesOptional(self) -> None:
+        """Without unknownUsernames, the test that needs them is skipped, saying why."""
+
+        class Tests(AuthenticatorConformanceMixin, SynchronousTestCase):
+            validCredentials = PasswordFileConformanceTests.validCredentials
+            wrongPasswords = PasswordFileConformanceTests.wrongPasswords
+            makeAuthenticator = PasswordFileConformanceTests.makeAuthenticator
+
+        result = runTest(Tests("test_unknownUsersAreNotHandled"))
+        self.assertEqual((result.failures, result.errors), ([], []))
+        [(_, reason)] = result.skips
+        self.assertIn("unknownUsernames", reason)

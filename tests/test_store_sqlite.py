@@ -35,7 +35,7 @@ from mqttd.codec import (
 )
 from mqttd.codec.properties import PropertyId
 from mqttd.message import Message
-from mqttd.store import QueuedRecord, StoredState
+from mqttd.store import InflightRecord, QueuedRecord, StoredState
 from mqttd.store.sqlite import SCHEMA_VERSION, SQLiteStore, SQLiteStoreError
 from tests.brokerprocess import _TWISTD, BrokerProcess
 from tests.clienthelpers import CodecClient, tempDirectory
@@ -195,6 +195,59 @@ class SQLiteFileTests(TestCase):
         yield store.close()
         _, state = self.loadStore()
         self.assertEqual(sorted(state.sessions["c"].queue), [2])
+
+    @inlineCallbacks
+    def test_refusedSaveCancelsNothing(self) -> Any:
+        """
+        A save the store refuses (its thread pool is gone, as after reactor
+        shutdown) is not recorded as pending: deleting that record does not
+        cancel another save waiting for the same transaction.
+        """
+        store = self.openStore()
+        message = Message("a/b", b"payload", 1, False)
+        saved = [
+            store.sessionSaved("c", 60, None),
+            store.messageQueued("c", QueuedRecord(1, message, 1, False)),
+        ]
+        pool, store._pool = store._pool, None
+        yield self.assertFailure(
+            store.messageQueued("c", QueuedRecord(2, message, 1, False)), SQLiteStoreError
+        )
+        yield self.assertFailure(store.messageDequeued("c", 2), SQLiteStoreError)
+        store._pool = pool
+        yield gatherResults(saved)
+        yield store.close()
+        _, state = self.loadStore()
+        self.assertEqual(sorted(state.sessions["c"].queue), [1])
+
+    @inlineCallbacks
+    def test_releaseUpdatesOnlyTheFlag(self) -> Any:
+        """
+        A QoS 2 message moving to PUBREL keeps its stored message and its
+        place in the sending order; released from the start (no row yet),
+        it is written whole.
+        """
+        store = self.openStore()
+        first = Message("a/1", b"first", 2, False)
+        second = Message("a/2", b"second", 2, False)
+        yield gatherResults([
+            store.sessionSaved("c", 60, None),
+            store.inflightSaved("c", InflightRecord(5, first, 2, False)),
+            store.inflightSaved("c", InflightRecord(6, second, 2, False)),
+        ])
+        yield gatherResults([
+            store.inflightSaved("c", InflightRecord(5, Message("a/1", b"", 2, False), 2, False,
+                                                    released=True)),
+            store.inflightSaved("c", InflightRecord(9, second, 2, True, released=True)),
+        ])
+        yield store.close()
+        _, state = self.loadStore()
+        inflight = state.sessions["c"].inflight
+        self.assertEqual(
+            [(i.packetId, i.message.payload, i.retain, i.released) for i in inflight.values()],
+            [(5, b"first", False, True), (6, b"second", False, False),
+             (9, b"second", True, True)],
+        )
 
     @inlineCallbacks
     def test_writesAfterCloseFail(self) -> Any:

@@ -19,7 +19,7 @@ import ast
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
@@ -84,6 +84,17 @@ class SQLiteStoreError(Exception):
     """
     The database cannot be used (the message says why, in one line).
     """
+
+
+class _Pending(NamedTuple):
+    """
+    A write waiting for the next transaction: C{operation(db, *args)} is run
+    in it, and C{waiter} fires once it is committed.
+    """
+
+    operation: Callable[..., None]
+    args: tuple[Any, ...]
+    waiter: Deferred[None]
 
 
 def _ids(ids: tuple[int, ...]) -> str:
@@ -230,12 +241,11 @@ class SQLiteStore:
             raise SQLiteStoreError(f"{self.path} is damaged: {problems[0]}")
         self._db: sqlite3.Connection | None = None
         self._pool: ThreadPool | None = None
-        self._pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._pending: list[_Pending] = []
         # Where a queued or in-flight message's save is in _pending: when
         # its deletion follows in the same transaction (the usual case under
         # load: the subscriber acknowledged it quickly), the save is skipped.
         self._pendingSaves: dict[tuple[Any, ...], int] = {}
-        self._waiters: list[Deferred[None]] = []
         self._scheduled = False
         self._committing = False
         self._closeWaiters: list[Deferred[None]] = []
@@ -416,37 +426,47 @@ class SQLiteStore:
 
         @return: a Deferred that fires when it is committed.
         """
+        return self._queue(operation, args)[0]
+
+    def _queue(self, operation: Callable[..., None],
+               args: tuple[Any, ...]) -> tuple[Deferred[None], int | None]:
+        """
+        Queue a write for the next transaction.
+
+        @return: a Deferred that fires when it is committed, and the
+            write's index in C{_pending} (L{None} if it was refused: the
+            Deferred has then failed).
+        """
         if self._pool is None or self._shutting:
-            return fail(SQLiteStoreError(f"{self.path} is not open"))
-        self._pending.append((operation, args))
+            return fail(SQLiteStoreError(f"{self.path} is not open")), None
         waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
+        self._pending.append(_Pending(operation, args, waiter))
         if not self._scheduled and not self._committing:
             # Every write of this turn of the reactor goes in together.
             self._scheduled = True
             self._reactor.callLater(0, self._commitPending)
-        return waiter
+        return waiter, len(self._pending) - 1
 
-    def _writeSave(self, key: tuple[Any, ...] | None, operation: Callable[..., None],
+    def _writeSave(self, key: tuple[Any, ...], operation: Callable[..., None],
                    *args: Any) -> Deferred[None]:
         """
         L{_write} a save that a deletion in the same transaction cancels.
         """
-        result = self._write(operation, *args)
-        if key is not None and self._pending:
-            self._pendingSaves[key] = len(self._pending) - 1
+        result, index = self._queue(operation, args)
+        if index is not None:
+            self._pendingSaves[key] = index
         return result
 
     def _commitPending(self) -> None:
         self._scheduled = False
         if self._committing or not self._pending or self._pool is None:
             return
-        operations, self._pending = self._pending, []
-        waiters, self._waiters = self._waiters, []
+        pending, self._pending = self._pending, []
         self._pendingSaves.clear()
         self._committing = True
+        operations = [(p.operation, p.args) for p in pending]
         deferToThreadPool(self._reactor, self._pool, self._transaction, operations).addBoth(
-            self._committed, waiters
+            self._committed, [p.waiter for p in pending]
         )
 
     def _transaction(self, operations: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
@@ -517,19 +537,23 @@ class SQLiteStore:
     def _skipSave(self, key: tuple[Any, ...]) -> None:
         index = self._pendingSaves.pop(key, None)
         if index is not None:
-            self._pending[index] = (_nothing, ())
+            # The save's waiter still fires with the transaction.
+            self._pending[index] = self._pending[index]._replace(operation=_nothing, args=())
 
     def inflightSaved(self, clientId: str, entry: InflightRecord) -> Deferred[None]:
         share, shareFilter = entry.group if entry.group is not None else (None, None)
         self._inflightPosition += 1
-        # (A release updates a row that may predate this transaction: it
-        # is never skipped.)
-        key = None if entry.released else ("i", clientId, entry.packetId)
-        return self._writeSave(key, _saveInflight, (
+        row = (
             clientId, entry.packetId, self._inflightPosition, entry.qos, int(entry.retain),
             _ids(entry.subscriptionIds), int(entry.released), share, shareFilter,
             *_messageRow(entry.message),
-        ))
+        )
+        if entry.released:
+            # A release updates a row that may predate this transaction: it
+            # is never skipped, and writes the whole row only if there is
+            # none (its save failed, or the record is written released).
+            return self._write(_releaseInflight, row)
+        return self._writeSave(("i", clientId, entry.packetId), _saveInflight, row)
 
     def inflightDeleted(self, clientId: str, packetId: int) -> Deferred[None]:
         self._skipSave(("i", clientId, packetId))
@@ -604,12 +628,21 @@ def _deleteQueued(db: sqlite3.Connection, clientId: str, seq: int) -> None:
 
 
 def _saveInflight(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-    # A message moving to PUBREL keeps its place in the sending order.
+    # A message saved again keeps its place in the sending order.
     db.execute(
         "INSERT INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (client_id, packet_id) DO UPDATE SET released = excluded.released",
         row,
     )
+
+
+def _releaseInflight(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    # A message moving to PUBREL: only its flag changes; it keeps its
+    # place in the sending order and its stored message.
+    cursor = db.execute("UPDATE inflight SET released = 1 WHERE client_id = ? AND packet_id = ?",
+                        row[:2])
+    if cursor.rowcount == 0:
+        _saveInflight(db, row)
 
 
 def _deleteInflight(db: sqlite3.Connection, clientId: str, packetId: int) -> None:
