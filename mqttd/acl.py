@@ -28,6 +28,7 @@ from enum import Enum
 from zope.interface import implementer
 
 from mqttd.auth import ALLOW, DENY, NEXT
+from mqttd.files import UnreadableFile, readTextFile
 from mqttd.interfaces import IAuthorizer, IReloadable
 from mqttd.topics import InvalidTopic, matches, validateTopicFilter
 
@@ -65,7 +66,20 @@ class Verdict(Enum):
 
 
 _ACCESS_WORDS = {"read", "write", "readwrite", "deny"}
-_DANGEROUS = frozenset("+#/\x00")
+
+#: Characters an identity (client id, user name, certificate identity) must
+#: not contain to be used where topics are made from it: C{+} and C{#}
+#: would be wildcards and C{/} a level separator in an ACL pattern's
+#: C{%c}/C{%u} (CVE-2017-7650), and NUL ends a C string (catalogue AU-05).
+UNSAFE_IDENTITY_CHARACTERS = frozenset("+#/\x00")
+
+
+def isSafeIdentity(text: str) -> bool:
+    """
+    Whether an identity may stand for a topic level: not empty, and none
+    of L{UNSAFE_IDENTITY_CHARACTERS} (C{+}, C{#}, C{/}, NUL) in it.
+    """
+    return bool(text) and UNSAFE_IDENTITY_CHARACTERS.isdisjoint(text)
 
 
 @dataclass(frozen=True)
@@ -75,14 +89,15 @@ class Rule:
 
     @ivar access: C{read}, C{write}, C{readwrite} or C{deny}.
     @ivar topicFilter: the filter (with C{%c}/C{%u} for patterns).
-    @ivar pattern: whether it is a C{pattern} line.
     """
 
     access: str
     topicFilter: str
-    pattern: bool = False
 
     def grants(self, access: Access) -> bool:
+        """
+        Whether the line allows C{access} (never true for C{deny}).
+        """
         if self.access == "readwrite":
             return True
         if access is Access.WRITE:
@@ -116,7 +131,7 @@ class AccessControlList:
         for rule in self.patterns:
             concrete = substitute(rule.topicFilter, username, clientId)
             if concrete is not None:
-                rules.append(Rule(rule.access, concrete, pattern=True))
+                rules.append(Rule(rule.access, concrete))
         return rules
 
     def check(
@@ -144,7 +159,7 @@ def checkRules(rules: list[Rule], topic: str, access: Access) -> Verdict:
         if rule.access == "deny" and test(rule.topicFilter, topic):
             return Verdict.DENY
     for rule in rules:
-        if rule.access != "deny" and rule.grants(access) and test(rule.topicFilter, topic):
+        if rule.grants(access) and test(rule.topicFilter, topic):
             return Verdict.ALLOW
     return Verdict.NO_OPINION
 
@@ -164,7 +179,7 @@ def substitute(topicFilter: str, username: str | None, clientId: str) -> str | N
             value = username
         else:
             continue
-        if not value or _DANGEROUS.intersection(value):
+        if value is None or not isSafeIdentity(value):
             return None
         levels[i] = value
     return "/".join(levels)
@@ -230,7 +245,7 @@ def parseAcl(text: str) -> AccessControlList:
         except InvalidTopic as e:
             raise AclFileError(f"invalid topic {topicFilter!r}: {e}", number) from None
         if keyword == "pattern":
-            acl.patterns.append(Rule(access, topicFilter, pattern=True))
+            acl.patterns.append(Rule(access, topicFilter))
         else:
             current.append(Rule(access, topicFilter))
     return acl
@@ -244,10 +259,9 @@ def readAclFile(path: str) -> AccessControlList:
         and line).
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise AclFileError(f"{path}: {e}") from None
+        text = readTextFile(path)
+    except UnreadableFile as e:
+        raise AclFileError(str(e)) from None
     try:
         return parseAcl(text)
     except AclFileError as e:

@@ -18,12 +18,14 @@ the same options::
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from mqttd.files import UnreadableFile, readTextFile
 from mqttd.passwd import (
     DEFAULT_ITERATIONS,
     PasswordFileError,
@@ -103,12 +105,11 @@ def _addScramParser(commands: Any) -> None:
 
 def _readUsers(path: str, allowPlain: bool = False) -> dict[str, PasswordHash | str]:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise CommandError(f"{path} does not exist (use -c to create it)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CommandError(f"cannot read {path}: {e}") from None
+        text = readTextFile(path)
+    except UnreadableFile as e:
+        if e.errno == errno.ENOENT:
+            raise CommandError(f"{path} does not exist (use -c to create it)") from None
+        raise CommandError(f"cannot read {e}") from None
     try:
         return parsePasswordFile(text, allowPlain=allowPlain)
     except PasswordFileError as e:
@@ -154,7 +155,8 @@ def passwd(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.g
             if isinstance(secret, str) else secret
             for name, secret in users.items()
         }
-        writePasswordFile(path, hashed)
+        # A hand-written file of plain-text passwords becomes a private one.
+        writePasswordFile(path, hashed, new=True)
         return
     username = _validUsername(options.username)
     if options.batch:
@@ -177,7 +179,8 @@ def passwd(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.g
         del current[username]
     else:
         current[username] = hashPassword(password.encode("utf-8"), options.iterations)
-    writePasswordFile(path, {k: v for k, v in current.items() if isinstance(v, PasswordHash)})
+    writePasswordFile(path, {k: v for k, v in current.items() if isinstance(v, PasswordHash)},
+                      new=options.create)
 
 
 def scram(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.getpass) -> None:
@@ -240,7 +243,7 @@ def scram(options: argparse.Namespace, prompt: Callable[[str], str] = getpass.ge
             current[username] = makeCredential(password, options.iterations)
         except ValueError as e:
             raise CommandError(str(e)) from None
-    writeCredentialFile(path, current)
+    writeCredentialFile(path, current, new=options.create)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mqttd {options.command}: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"mqttd {options.command}: {e.strerror}: {e.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        problem = f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
+        print(f"mqttd {options.command}: {problem}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, EOFError):
         print(file=sys.stderr)

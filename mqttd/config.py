@@ -9,7 +9,6 @@ kebab-case long options; the TOML file uses the same names as flat keys.
 from __future__ import annotations
 
 import math
-
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -37,6 +36,28 @@ def _seconds(text: str) -> float:
     return float(text)
 
 
+#: The words of a yes/no value (any case), everywhere one is written: broker
+#: settings, plug-in arguments, endpoint arguments.
+BOOLEAN_WORDS: Mapping[str, bool] = {
+    "yes": True, "true": True, "on": True, "1": True,
+    "no": False, "false": False, "off": False, "0": False,
+}
+
+
+def parseBoolean(text: str) -> bool:
+    """
+    Parse a yes/no value: C{yes}, C{true}, C{on} or C{1}, or C{no},
+    C{false}, C{off} or C{0}, in any case (L{BOOLEAN_WORDS}).
+
+    @raise ValueError: for another word (C{"must be yes or no, not 'x'"}:
+        callers put the setting's name before it).
+    """
+    value = BOOLEAN_WORDS.get(text.lower())
+    if value is None:
+        raise ValueError(f"must be yes or no, not {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """
@@ -46,7 +67,7 @@ class OptionSpec:
     @ivar attribute: the L{BrokerConfig} attribute.
     @ivar kind: C{int}, C{size} (bytes, with k/M/G suffixes), C{seconds},
         C{flag} (an option without value that turns something on), C{bool}
-        (C{yes}/C{no}) or C{text}.
+        (C{yes}/C{no}: see L{parseBoolean}) or C{text}.
     @ivar minimum: the smallest accepted value.
     @ivar maximum: the largest accepted value (or L{None}).
     @ivar help: one line for C{--help} and the docs.
@@ -223,8 +244,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
 )
 
 _NOT_NUMBERS = frozenset({"flag", "bool", "text"})
-_TRUE = frozenset({"yes", "true", "on", "1"})
-_FALSE = frozenset({"no", "false", "off", "0"})
 
 OPTIONS_BY_NAME: Mapping[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
@@ -251,11 +270,7 @@ def parseValue(spec: OptionSpec, value: Any) -> Any:
         if isinstance(value, bool):
             return value
         if spec.kind == "bool" and isinstance(value, str):
-            if value.lower() in _TRUE:
-                return True
-            if value.lower() in _FALSE:
-                return False
-            raise ValueError(f"must be yes or no, not {value!r}")
+            return parseBoolean(value)
         raise ValueError(f"must be true or false, not {value!r}")
     if spec.kind == "text":
         if isinstance(value, str):

@@ -60,6 +60,7 @@ from zope.interface import implementer
 
 import mqttd
 from mqttd.auth import ALLOW, NEXT, Deny
+from mqttd.files import readBinaryFile, readTextFile
 from mqttd.interfaces import IAuthorizer, IClientInfo, IReloadable
 
 log = Logger(namespace="mqttd")
@@ -228,21 +229,22 @@ def _loadTrustRoot(cafile: str) -> Any:
     """
     The certificates of a PEM file as a Twisted trust root.
 
-    @raise ValueError: if it holds no certificate or a bad one.
+    @raise ValueError: if it holds no certificate or a bad one, or
+        L{mqttd.files.UnreadableFile} (also an C{OSError}) if it cannot be
+        read; the message names the C{cafile} argument and the file.
     """
     from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
-    with open(cafile, "rb") as f:
-        data = f.read()
+    data = readBinaryFile(cafile, "cafile")
     blocks = re.findall(
         rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.DOTALL
     )
     if not blocks:
-        raise ValueError(f"{cafile}: no PEM certificate in it")
+        raise ValueError(f"cafile {cafile}: no PEM certificate in it")
     try:
         certificates = [Certificate.loadPEM(block) for block in blocks]
     except Exception as e:
-        raise ValueError(f"{cafile}: bad certificate: {e}") from None
+        raise ValueError(f"cafile {cafile}: bad certificate: {e}") from None
     return trustRootFromCertificates(certificates)
 
 
@@ -250,14 +252,16 @@ def _readBearer(path: str) -> str:
     """
     The token in a file (surrounding white space removed).
 
-    @raise ValueError: if the file is empty or the token has a line break.
+    @raise ValueError: if the file is empty or the token has a line break,
+        or L{mqttd.files.UnreadableFile} (also an C{OSError}) if it cannot
+        be read or is not UTF-8; the message names the C{bearer-file}
+        argument and the file.
     """
-    with open(path, encoding="utf-8") as f:
-        token = f.read().strip()
+    token = readTextFile(path, "bearer-file").strip()
     if not token:
-        raise ValueError(f"{path}: the token file is empty")
+        raise ValueError(f"bearer-file {path}: the token file is empty")
     if any(c in token for c in "\r\n\0"):
-        raise ValueError(f"{path}: the token must be one line")
+        raise ValueError(f"bearer-file {path}: the token must be one line")
     return token
 
 
@@ -308,6 +312,12 @@ class HTTPDecisionService:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be an http:// or https:// URL, not {url!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"url has a bad port (1 to 65535): {url!r}")
         if cafile is not None and parts.scheme != "https":
             raise ValueError("cafile= needs an https:// URL")
         if timeout <= 0:
@@ -697,23 +707,33 @@ ARGUMENTS = (
 )
 
 
-def _url(arguments: Any) -> str:
+_ESCAPE_HINT = r"escape the URL's colons as \: (url=https\://host\:8443/path)"
+
+
+def _url(arguments: Any) -> tuple[str, bool]:
     """
     The C{url} argument.  The argument grammar splits at unescaped colons,
     so C{url=http://host:8080/auth} arrives as C{url=http} and positional
     fields C{//host}, C{8080/auth}: those are joined back (these plug-ins
     take no positional arguments).
+
+    @return: the URL, and whether it was split at unescaped colons.
+    @raise mqttd.plugin.PluginError: if it is missing, or was split in a
+        way that cannot be joined back (the message says to escape the
+        colons).
     """
     from mqttd.plugin import PluginError
 
     url = arguments.get("url")
     if url is None:
         raise PluginError(f"{arguments.name}: missing argument url=...")
+    if url not in ("http", "https"):
+        return str(url), False
     positional = list(arguments.positional)
-    if url in ("http", "https") and positional and positional[0].startswith("//"):
-        url = ":".join([url, *positional])
-        arguments.positional = []
-    return str(url)
+    if not positional or not positional[0].startswith("//"):
+        raise PluginError(f"{arguments.name}: url={url} is not a whole URL: {_ESCAPE_HINT}")
+    arguments.positional = []
+    return ":".join([url, *positional]), True
 
 
 def serviceFromArguments(arguments: Any, extra: tuple[str, ...] = ()) -> HTTPDecisionService:
@@ -727,8 +747,14 @@ def serviceFromArguments(arguments: Any, extra: tuple[str, ...] = ()) -> HTTPDec
     from mqttd.plugin import PluginError
 
     name = arguments.name
-    url = _url(arguments)
-    arguments.onlyKnown(*ARGUMENTS, *extra)
+    url, split = _url(arguments)
+    try:
+        arguments.onlyKnown(*ARGUMENTS, *extra)
+    except PluginError as e:
+        if not split:
+            raise
+        # E.g. url=http://h:8080/a?x=1: "8080/a?x" became an argument name.
+        raise PluginError(f"{e}; if it is part of the URL, {_ESCAPE_HINT}") from None
     size = arguments.number("cache-size", DEFAULT_CACHE_SIZE)
     connections = arguments.number("connections", DEFAULT_CONNECTIONS, minimum=1)
     for key, value in (("cache-size", size), ("connections", connections)):

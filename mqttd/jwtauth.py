@@ -16,7 +16,9 @@ Keys come from three places, in any combination:
   - C{keys=DIR}: one file per device, C{DIR/<client id>.pem}, as Google
     Cloud IoT Core did: each device signs its own tokens with its private
     key.  Such a token authenticates the I{client id}: the user name is the
-    client id, whatever the token claims (a device could claim anything).
+    client id, whatever the token claims (a device could claim anything),
+    as an identity of its own kind: a device's sessions are not those of
+    a password user of the same name.
 
 A password that is not a JWT at all is left to the next authenticator.
 """
@@ -45,9 +47,16 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mqttd.auth import AuthenticatedIdentity
+from mqttd.files import UnreadableFile, readBinaryFile
 from mqttd.interfaces import IReloadable
 
 log = Logger(namespace="mqttd")
+
+#: The L{AuthenticatedIdentity} kind of a device authenticated by its own
+#: key (C{keys=DIR}): its sessions are never those of a user of the same
+#: name authenticated otherwise (catalogue AU-12).
+DEVICE_KIND = "jwt-device"
 
 #: The algorithms the plug-in can accept (its default): public-key
 #: signatures only.
@@ -224,10 +233,9 @@ def readKeyFile(path: str, jwks: bool = False) -> list[PublicKey]:
     @raise JWTKeyError: if it cannot be read or used.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise JWTKeyError(f"{path}: {e.strerror or e}") from None
+        data = readBinaryFile(path)
+    except UnreadableFile as e:
+        raise JWTKeyError(str(e)) from None
     return parseJWKS(data, path) if jwks else parsePEMKeys(data, path)
 
 
@@ -287,12 +295,15 @@ class JWTChecker:
     A C{twisted.cred} checker of JWTs sent as the CONNECT's password (the
     C{jwt} plug-in).
 
-    Answers: the user name (C{str}) when the token verifies;
-    C{UnauthorizedLogin} for a token that is refused (bad signature,
-    algorithm not accepted, expired, not yet valid, wrong audience or
-    issuer, a required claim missing); C{UnhandledCredentials} ("next
-    authenticator") when the password is not a JWT or no configured key
-    could have signed it (another C{kid}, no file for the device).
+    Answers, when the token verifies: the user name (C{str}, an identity
+    of kind C{"user"}) for a token of an issuer key, or an
+    L{AuthenticatedIdentity} of kind L{DEVICE_KIND} naming the client id
+    for a token of a device's own key.  C{UnauthorizedLogin} for a token
+    that is refused (bad signature, algorithm not accepted, expired, not
+    yet valid, wrong audience or issuer, a required claim missing);
+    C{UnhandledCredentials} ("next authenticator") when the password is
+    not a JWT or no configured key could have signed it (another C{kid},
+    no file for the device).
 
     Tokens are verified in the reactor thread (a signature check takes
     about 0.1 ms); nothing is cached between connections.
@@ -397,7 +408,7 @@ class JWTChecker:
                  reason=reason)
         return UnauthorizedLogin(f"jwt: {reason}")
 
-    def _check(self, credentials: Any) -> str:
+    def _check(self, credentials: Any) -> str | AuthenticatedIdentity:
         password = credentials.password
         if isinstance(password, str):
             password = password.encode("utf-8")
@@ -457,7 +468,9 @@ class JWTChecker:
                       clientId=clientId, error=str(e))
             raise self._refused(clientId, "the device key cannot be used") from None
 
-    def _identity(self, claims: dict[str, Any], device: bool, clientId: str | None) -> str:
+    def _identity(
+        self, claims: dict[str, Any], device: bool, clientId: str | None
+    ) -> str | AuthenticatedIdentity:
         if self.maxLifetime is not None:
             iat, exp = claims.get("iat"), claims.get("exp")
             if not all(isinstance(v, int | float) and not isinstance(v, bool)
@@ -475,9 +488,11 @@ class JWTChecker:
                 )
         if device:
             # The device signed its own token: its claims cannot name
-            # anyone else; the key file names the device.
+            # anyone else; the key file names the device.  A device is an
+            # identity of its own kind: its sessions are not those of a
+            # password (or issuer-token) user of the same name (AU-12).
             assert clientId is not None
-            return clientId
+            return AuthenticatedIdentity(clientId, DEVICE_KIND)
         username = claims.get(self.usernameClaim)
         if not isinstance(username, str) or not username:
             raise self._refused(clientId, f"the token has no {self.usernameClaim!r} claim")

@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from mqttd.files import UnreadableFile, readTextFile, writePrivateFile
 from mqttd.interfaces import IReloadable
 
 #: PBKDF2 iterations for new hashes.  mosquitto_passwd uses 101; mqttd
@@ -131,6 +131,8 @@ def parseHash(text: str) -> PasswordHash:
     parts = text.split("$")
     try:
         if len(parts) == 5 and parts[0] == "" and parts[1] == "7":
+            if not (parts[2].isascii() and parts[2].isdigit()):
+                raise ValueError(f"bad iteration count {parts[2]!r}")
             iterations = int(parts[2])
             if not 1 <= iterations <= 100_000_000:
                 raise ValueError("iteration count out of range")
@@ -189,10 +191,9 @@ def readPasswordFile(path: str) -> dict[str, PasswordHash]:
         names the file and line).
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise PasswordFileError(f"{path}: {e}") from None
+        text = readTextFile(path)
+    except UnreadableFile as e:
+        raise PasswordFileError(str(e)) from None
     try:
         parsed = parsePasswordFile(text)
     except PasswordFileError as e:
@@ -209,31 +210,17 @@ def formatPasswordFile(users: Mapping[str, PasswordHash] | Iterable[tuple[str, P
     return "".join(f"{name}:{h.encode()}\n" for name, h in items)
 
 
-def writePrivateFile(path: str, text: str) -> None:
+def writePasswordFile(
+    path: str, users: Mapping[str, PasswordHash], new: bool = False
+) -> None:
     """
-    Replace a file atomically with C{text}, readable by its owner only.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    # mkstemp creates the file exclusively (O_EXCL) with mode 0600: nothing
-    # planted at a guessable name can be written through.
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    Replace a password file atomically: a new one (or any, with C{new})
+    readable by its owner only, an existing one keeping its mode, owner and
+    group (see L{mqttd.files.writePrivateFile}).
 
-
-def writePasswordFile(path: str, users: Mapping[str, PasswordHash]) -> None:
+    @raise OSError: naming C{path}.
     """
-    Replace a password file atomically, readable by its owner only.
-    """
-    writePrivateFile(path, formatPasswordFile(users))
+    writePrivateFile(path, formatPasswordFile(users), new)
 
 
 @implementer(ICredentialsChecker, IReloadable)

@@ -20,6 +20,7 @@ from typing import Any
 
 from zope.interface.interface import InterfaceClass
 
+from mqttd.config import parseBoolean
 from mqttd.interfaces import (
     IAuthenticatorFactory,
     IAuthorizerFactory,
@@ -143,18 +144,17 @@ class PluginArguments:
 
     def flag(self, key: str, default: bool) -> bool:
         """
-        A yes/no option.
+        A yes/no option (the words L{mqttd.config.parseBoolean} accepts).
 
         @raise PluginError: for another value.
         """
         value = self.options.get(key)
         if value is None:
             return default
-        if value.lower() in ("yes", "true", "on", "1"):
-            return True
-        if value.lower() in ("no", "false", "off", "0"):
-            return False
-        raise PluginError(f"{self.name}: {key} must be yes or no, not {value!r}")
+        try:
+            return parseBoolean(value)
+        except ValueError as e:
+            raise PluginError(f"{self.name}: {key} {e}") from None
 
     def onlyKnown(self, *keys: str) -> None:
         """

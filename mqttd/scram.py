@@ -51,8 +51,8 @@ from typing import Any
 from zope.interface import implementer
 
 from mqttd.auth import AuthContinue, AuthFailure, AuthResult, AuthSuccess, ClientIdentity
+from mqttd.files import UnreadableFile, readTextFile, writePrivateFile
 from mqttd.interfaces import IAuthExchange, IEnhancedAuthenticator, IReloadable
-from mqttd.passwd import writePrivateFile
 
 #: The MQTT Authentication Method name.
 METHOD = "SCRAM-SHA-256"
@@ -272,10 +272,9 @@ def readCredentialFile(path: str) -> dict[str, ScramCredential]:
         names the file and line).
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScramFileError(f"{path}: {e}") from None
+        text = readTextFile(path)
+    except UnreadableFile as e:
+        raise ScramFileError(str(e)) from None
     try:
         return parseCredentialFile(text)
     except ScramFileError as e:
@@ -292,11 +291,17 @@ def formatCredentialFile(
     return "".join(f"{name}:{credential.encode()}\n" for name, credential in items)
 
 
-def writeCredentialFile(path: str, users: Mapping[str, ScramCredential]) -> None:
+def writeCredentialFile(
+    path: str, users: Mapping[str, ScramCredential], new: bool = False
+) -> None:
     """
-    Replace a credential file atomically, readable by its owner only.
+    Replace a credential file atomically: a new one (or any, with C{new})
+    readable by its owner only, an existing one keeping its mode, owner and
+    group (see L{mqttd.files.writePrivateFile}).
+
+    @raise OSError: naming C{path}.
     """
-    writePrivateFile(path, formatCredentialFile(users))
+    writePrivateFile(path, formatCredentialFile(users), new)
 
 
 # -- messages (RFC 5802 section 7) --------------------------------------------------

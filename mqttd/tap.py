@@ -62,14 +62,6 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(f"mqttd: {message}")
 
 
-def splitEndpoint(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    Split an endpoint string the way Twisted does (see
-    L{mqttd.plugin.splitArguments}, the grammar plug-in arguments share).
-    """
-    return splitArguments(description)
-
-
 # Endpoint arguments that name files (Twisted's ssl: and mqttd's mtls:).
 _PATH_ARGUMENTS = frozenset(
     {"privateKey", "certKey", "caCerts", "crlFile", "extraCertChain", "dhParameters"}
@@ -86,7 +78,7 @@ def resolveEndpointPaths(description: str, directory: str) -> str:
     file relative to that file's directory: the path of a C{unix:}
     endpoint and the certificate and key arguments of TLS endpoints.
     """
-    args, kwargs = splitEndpoint(description)
+    args, kwargs = splitArguments(description)
     if not args:
         return description
     changed = False
@@ -115,7 +107,7 @@ def withDefaultBacklog(description: str) -> str:
     Add C{backlog=1024} to a C{tcp}, C{tcp6}, C{ssl}, C{mtls} or C{unix} endpoint
     string that does not set one.
     """
-    args, kwargs = splitEndpoint(description)
+    args, kwargs = splitArguments(description)
     if args and args[0].lower() in _BACKLOG_TYPES and "backlog" not in kwargs:
         return f"{description}:backlog={DEFAULT_BACKLOG}"
     return description
@@ -128,7 +120,7 @@ def isLocalEndpoint(description: str) -> bool:
     ::1.  Anything else (including unknown endpoint types without a
     loopback C{interface}) counts as not local.
     """
-    args, kwargs = splitEndpoint(description)
+    args, kwargs = splitArguments(description)
     kind = args[0].lower() if args else ""
     if kind == "unix":
         return True

@@ -34,6 +34,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from mqttd.config import parseBoolean
+from mqttd.files import UnreadableFile, readBinaryFile
 from mqttd.interfaces import IReloadable
 
 log = Logger(namespace="mqttd")
@@ -47,10 +49,9 @@ class TLSConfigurationError(Exception):
 
 def _read(path: str, what: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise TLSConfigurationError(f"{what} {path}: {e.strerror}") from None
+        return readBinaryFile(path, what)
+    except UnreadableFile as e:
+        raise TLSConfigurationError(str(e)) from None
 
 
 def loadCertificates(path: str, what: str) -> list[x509.Certificate]:
@@ -274,9 +275,6 @@ class MutualTLSServerEndpoint:
         return repr(self.tls)
 
 
-_BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
-
-
 def parseMutualTLS(reactor: Any, port: str | None = None, *args: str,
                    **kwargs: str) -> MutualTLSServerEndpoint:
     """
@@ -309,9 +307,10 @@ def parseMutualTLS(reactor: Any, port: str | None = None, *args: str,
     for required in ("privateKey", "certKey", "caCerts"):
         if not kwargs.get(required):
             raise ValueError(f"mtls: {required}= is required")
-    require = kwargs.get("requireCertificate", "yes").lower()
-    if require not in _BOOLEANS:
-        raise ValueError(f"mtls: requireCertificate must be yes or no, not {require!r}")
+    try:
+        requireCertificate = parseBoolean(kwargs.get("requireCertificate", "yes"))
+    except ValueError as e:
+        raise ValueError(f"mtls: requireCertificate {e}") from None
     interface = kwargs.get("interface", "").strip("[]")
     if interface:
         try:
@@ -326,7 +325,7 @@ def parseMutualTLS(reactor: Any, port: str | None = None, *args: str,
     try:
         tls = ReloadableServerTLS(
             kwargs["privateKey"], kwargs["certKey"], kwargs["caCerts"],
-            kwargs.get("crlFile"), _BOOLEANS[require], kwargs.get("extraCertChain"),
+            kwargs.get("crlFile"), requireCertificate, kwargs.get("extraCertChain"),
         )
     except TLSConfigurationError as e:
         raise ValueError(f"mtls: {e}") from None

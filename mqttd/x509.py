@@ -20,15 +20,12 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from mqttd.acl import isSafeIdentity
 from mqttd.auth import AuthenticatedIdentity, ClientIdRefused
 from mqttd.interfaces import IX509Certificate
 
 #: The longest identity taken (a UTF-8 string in MQTT is at most 65,535 bytes).
 MAX_IDENTITY = 65535
-
-#: Characters an identity may not contain: they would be wildcards or level
-#: separators in ACL patterns (%u, %c), or end a C string (catalogue AU-05).
-_FORBIDDEN = frozenset("+#/\x00")
 
 IDENTITIES = ("cn", "dn")
 CLIENT_IDS = ("keep", "require", "replace")
@@ -79,7 +76,9 @@ def certificateIdentity(certificate: x509.Certificate, identity: str = "cn") -> 
         raise UnauthorizedLogin("the certificate's identity is not valid UTF-8") from None
     if size > MAX_IDENTITY:
         raise UnauthorizedLogin("the certificate's identity is longer than 64 KiB")
-    if not _FORBIDDEN.isdisjoint(value):
+    if not isSafeIdentity(value):
+        # Characters that would be wildcards or level separators in ACL
+        # patterns (%u, %c), or end a C string (catalogue AU-05).
         raise UnauthorizedLogin(
             "the certificate's identity contains '+', '#', '/' or NUL"
         )

@@ -1,7 +1,8 @@
 """
-Certificates for the TLS tests, made with C{cryptography}: CAs, a server
-certificate for 127.0.0.1, client certificates (valid, expired, not yet
-valid, odd subjects) and CRLs, written as PEM files.
+Certificates for the TLS tests, made with C{cryptography}: CAs, server
+certificates (for 127.0.0.1, ::1 and localhost, or for given names), client
+certificates (valid, expired, not yet valid, odd subjects) and CRLs, written
+as PEM files.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -86,10 +88,14 @@ class CertificateAuthority:
         server: bool = False,
         notBefore: datetime.datetime | None = None,
         notAfter: datetime.datetime | None = None,
+        names: Sequence[x509.GeneralName] | None = None,
     ) -> Issued:
         """
         Issue a certificate (a new key) and write C{fileName}.pem and
         C{fileName}.key.
+
+        @param names: a server certificate's subject alternative names
+            (by default 127.0.0.1, ::1 and localhost).
         """
         key = _key()
         builder = (
@@ -104,7 +110,7 @@ class CertificateAuthority:
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([
+                x509.SubjectAlternativeName(names if names is not None else [
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1")),
                     x509.DNSName("localhost"),
@@ -128,11 +134,14 @@ class CertificateAuthority:
         )
         return Issued(certificate, key, certPath, keyPath)
 
-    def server(self, fileName: str = "server") -> Issued:
+    def server(
+        self, fileName: str = "server", names: Sequence[x509.GeneralName] | None = None
+    ) -> Issued:
         """
-        A server certificate for 127.0.0.1, ::1 and localhost.
+        A server certificate for 127.0.0.1, ::1 and localhost, or for
+        C{names} (its subject alternative names).
         """
-        return self.issue(fileName, cn("localhost"), server=True)
+        return self.issue(fileName, cn("localhost"), server=True, names=names)
 
     def client(self, name: str, **kwargs: datetime.datetime) -> Issued:
         """

@@ -23,12 +23,17 @@ from zope.interface.verify import verifyObject
 
 import mqttd.acl
 from mqttd.acl import (
+    UNSAFE_IDENTITY_CHARACTERS,
     Access,
     AclFileAuthorizer,
     AclFileError,
+    Rule,
     Verdict,
+    checkRules,
     covers,
+    isSafeIdentity,
     parseAcl,
+    readAclFile,
     substitute,
 )
 from mqttd.auth import ALLOW, DENY, NEXT, ClientInfo, Deny
@@ -407,6 +412,18 @@ class IdentityInjectionTests(SynchronousTestCase):
             self.assertIsNone(substitute("dev/%u", value, "c"), repr(value))
         self.assertEqual(substitute("plain/topic", None, "#"), "plain/topic")
 
+    def test_oneRuleForUnsafeIdentities(self) -> None:
+        """
+        One public definition of an unsafe identity (C{+}, C{#}, C{/}, NUL,
+        or empty), which pattern substitution and the C{x509} checker share.
+        """
+        self.assertEqual(UNSAFE_IDENTITY_CHARACTERS, frozenset("+#/\x00"))
+        self.assertEqual(UNSAFE_IDENTITY_CHARACTERS, DANGEROUS_CHARACTERS)
+        for value in DANGEROUS:
+            self.assertFalse(isSafeIdentity(value), repr(value))
+        for value in ("dev1", "a.b-c d", "jürgen", "$SYS", "%c"):
+            self.assertTrue(isSafeIdentity(value), repr(value))
+
 
 class EmptyAclTests(SynchronousTestCase):
     """
@@ -572,6 +589,31 @@ class AclFileAuthorizerTests(SynchronousTestCase):
             AclFileAuthorizer(self.path)
         self.assertIn(self.path, str(caught.exception))
         self.assertIn("line 2", str(caught.exception))
+
+    def test_unreadableFile(self) -> None:
+        """A missing or non-UTF-8 file: C{PATH: reason}, the path said once."""
+        missing = self.path + ".missing"
+        with self.assertRaises(AclFileError) as caught:
+            readAclFile(missing)
+        self.assertEqual(str(caught.exception), f"{missing}: No such file or directory")
+        with open(self.path, "wb") as f:
+            f.write(b"topic \xff\xfe\n")
+        with self.assertRaises(AclFileError) as caught:
+            readAclFile(self.path)
+        self.assertEqual(str(caught.exception), f"{self.path}: not UTF-8")
+
+
+class RuleTests(SynchronousTestCase):
+    """
+    L{Rule}: an access word and a filter, nothing else.
+    """
+
+    def test_denyGrantsNothing(self) -> None:
+        """A C{deny} line grants no access (so only the deny pass of L{checkRules} sees it)."""
+        for access in Access:
+            self.assertFalse(Rule("deny", "#").grants(access), access)
+        self.assertIs(checkRules([Rule("deny", "a/#")], "a/b", READ), DENIED)
+        self.assertIs(checkRules([Rule("deny", "a/#")], "b", READ), NO_OPINION)
 
 
 # -- a reference implementation from the documentation -----------------------

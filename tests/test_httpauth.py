@@ -14,12 +14,12 @@ else is ignored).
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -28,11 +28,10 @@ from unittest import mock
 
 import paho.mqtt.client as mqtt
 from brokerprocess import BrokerProcess
+from certs import CertificateAuthority
 from clienthelpers import WAIT, PahoClient, tempDirectory, uniqueName
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from treq.testing import StubTreq
 from twisted.cred.checkers import ANONYMOUS, ICredentialsChecker
@@ -236,69 +235,6 @@ class LogCapture:
 
 # -- certificates ---------------------------------------------------------------------
 
-_NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-class CertificateAuthority:
-    """
-    A certificate authority made with C{cryptography}.
-    """
-
-    def __init__(self, common: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common))
-            .issuer_name(_name(common))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_NOW - datetime.timedelta(days=1))
-            .not_valid_after(_NOW + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-    def write(self, directory: str, name: str) -> str:
-        path = os.path.join(directory, name)
-        with open(path, "wb") as f:
-            f.write(self.pem())
-        return path
-
-    def server(self, names: list[x509.GeneralName]) -> ServerTLS:
-        """
-        A server certificate for C{names}, with its key, for C{listenSSL}.
-        """
-        key = ec.generate_private_key(ec.SECP256R1())
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name("decision service"))
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_NOW - datetime.timedelta(days=1))
-            .not_valid_after(_NOW + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        return ServerTLS(certificate, key)
-
-
 @implementer(IOpenSSLContextFactory)
 class ServerTLS:
     """
@@ -317,6 +253,14 @@ class ServerTLS:
 
 
 LOCALHOST_IP = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+
+
+def serverTLS(ca: CertificateAuthority, names: list[x509.GeneralName]) -> ServerTLS:
+    """
+    A TLS context with a new certificate of C{ca} for C{names}.
+    """
+    issued = ca.server("decision-service", names)
+    return ServerTLS(issued.certificate, issued.key)
 
 
 # -- interfaces and plug-in factories -------------------------------------------------
@@ -438,6 +382,50 @@ class ArgumentTests(SynchronousTestCase):
             PluginError, makePlugin, AUTHORIZER, "http:url=http\\://h/x:receive=sometimes"
         )
         self.assertIn("receive must be ask, allow or next", str(error))
+
+    def test_badPort(self) -> None:
+        """A URL whose port is not 1 to 65535, escaped or not, is a one-line error."""
+        for url in ("http\\://127.0.0.1\\:99999/a", "http://127.0.0.1:99999/a",
+                    "https\\://h\\:0/a", "http\\://h\\:8o/a", "http://[::1]:65536/a"):
+            error = self.assertRaises(PluginError, makePlugin, AUTH, f"http:url={url}")
+            self.assertTrue(str(error).startswith("--auth http: url has a bad port"), str(error))
+            self.assertNotIn("\n", str(error))
+        checker = makePlugin(AUTH, "http:url=http://127.0.0.1:65535/a")
+        self.assertEqual(checker.service.url, "http://127.0.0.1:65535/a")
+
+    def test_urlComeApart(self) -> None:
+        """
+        A URL split at its colons that cannot be joined back: the error says
+        to escape them.
+        """
+        for spec in ("http:url=http", "http:url=https:/h/a", "http:url=http:h:80/a",
+                     "http:url=http://h:8080/a?x=1"):
+            error = self.assertRaises(PluginError, makePlugin, AUTH, spec)
+            self.assertIn("escape the URL's colons as \\:", str(error), spec)
+            self.assertTrue(str(error).startswith("--auth http: "), str(error))
+        # An argument that is not part of the URL gets no such hint.
+        error = self.assertRaises(PluginError, makePlugin, AUTH, "http:url=http\\://h/x:bogus=1")
+        self.assertNotIn("escape", str(error))
+
+    def test_fileErrorsNameArgumentAndFile(self) -> None:
+        """Unreadable cafile and bearer-file: C{--auth http: ARGUMENT PATH: reason}."""
+        directory = tempDirectory(self)
+        missing = os.path.join(directory, "missing")
+        token = os.path.join(directory, "token")
+        with open(token, "wb") as f:
+            f.write(b"s\xe9cret\n")
+        for spec, expected in (
+            ("http:url=https\\://h/x:cafile=" + missing,
+             f"--auth http: cafile {missing}: No such file or directory"),
+            ("http:url=https\\://h/x:cafile=" + directory,
+             f"--auth http: cafile {directory}: Is a directory"),
+            ("http:url=https\\://h/x:bearer-file=" + missing,
+             f"--auth http: bearer-file {missing}: No such file or directory"),
+            ("http:url=https\\://h/x:bearer-file=" + token,
+             f"--auth http: bearer-file {token}: not UTF-8"),
+        ):
+            error = self.assertRaises(PluginError, makePlugin, AUTH, spec)
+            self.assertEqual(str(error), expected)
 
     def test_treqMissing(self) -> None:
         with mock.patch.dict(sys.modules, {"treq": None}):
@@ -915,15 +903,15 @@ class HTTPSTests(TestCase):
 
     def setUp(self) -> None:
         self.directory = tempDirectory(self)
-        self.ca = CertificateAuthority("decision CA")
-        self.cafile = self.ca.write(self.directory, "ca.pem")
-        self.otherCA = CertificateAuthority("another CA")
+        self.ca = CertificateAuthority(self.directory, "decision CA")
+        self.cafile = shutil.copyfile(self.ca.certPath, os.path.join(self.directory, "ca.pem"))
+        self.otherCA = CertificateAuthority(self.directory, "another CA")
         self.resource = DecisionResource()
         self.logged = LogCapture(self)
 
     @inlineCallbacks
     def test_trustedCA(self) -> Any:
-        url = startService(self, self.resource, self.ca.server(LOCALHOST_IP))
+        url = startService(self, self.resource, serverTLS(self.ca, LOCALHOST_IP))
         self.assertTrue(url.startswith("https://127.0.0.1:"))
         checker = makePlugin(AUTH, "http:url=" + url + ":cafile=ca.pem", self.directory)
         self.addCleanup(checker.close)
@@ -950,26 +938,26 @@ class HTTPSTests(TestCase):
         """
         A certificate of the trusted CA for another name is refused.
         """
-        return self._refused(self.ca.server([x509.DNSName("other.example")]), self.cafile)
+        return self._refused(serverTLS(self.ca, [x509.DNSName("other.example")]), self.cafile)
 
     def test_untrustedCA(self) -> Any:
         """
         A certificate for 127.0.0.1 from a CA not in the CA file is refused.
         """
-        return self._refused(self.otherCA.server(LOCALHOST_IP), self.cafile)
+        return self._refused(serverTLS(self.otherCA, LOCALHOST_IP), self.cafile)
 
     def test_systemTrustStore(self) -> Any:
         """
         Without a CA file the system's trust store decides: a private CA is
         not in it.
         """
-        return self._refused(self.ca.server(LOCALHOST_IP), None)
+        return self._refused(serverTLS(self.ca, LOCALHOST_IP), None)
 
     def test_reloadReadsTheCAFile(self) -> Any:
         """
         SIGHUP re-reads the CA file; new connections use it.
         """
-        url = startService(self, self.resource, self.otherCA.server(LOCALHOST_IP))
+        url = startService(self, self.resource, serverTLS(self.otherCA, LOCALHOST_IP))
         service = makeService(self, url, cafile=self.cafile)
         authorizer = HTTPAuthorizer(service)
 
@@ -977,7 +965,7 @@ class HTTPSTests(TestCase):
         def run() -> Any:
             answer = yield authorizer.authorizeConnect(client("allow"))
             self.assertIsInstance(answer, DenyAnswer)
-            self.otherCA.write(self.directory, "ca.pem")
+            shutil.copyfile(self.otherCA.certPath, self.cafile)
             authorizer.reload()
             self.assertIs((yield authorizer.authorizeConnect(client("allow"))), ALLOW)
 

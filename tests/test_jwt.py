@@ -39,7 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.x509.oid import NameOID
-from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.checkers import ICredentialsChecker, InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
@@ -48,11 +48,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mqttd.auth import ALLOW, CheckerChain, ConnectUsernamePassword, MQTTRealm
+from mqttd.auth import (
+    ALLOW,
+    AuthenticatedIdentity,
+    CheckerChain,
+    ClientIdentity,
+    ConnectUsernamePassword,
+    MQTTRealm,
+)
 from mqttd.authorization import AuthorizerChain
 from mqttd.codec import MQTT_3_1_1, MQTT_5, Connack, Decoder
 from mqttd.interfaces import IAuthenticatorFactory, IAuthorizer, IReloadable
-from mqttd.jwtauth import JWTChecker, JWTKeyError, isSafeDeviceName, tokenHeader
+from mqttd.jwtauth import DEVICE_KIND, JWTChecker, JWTKeyError, isSafeDeviceName, tokenHeader
 from mqttd.passwd import hashPassword, writePasswordFile
 from mqttd.plugin import AUTH, PluginArguments, PluginError, availablePlugins, makePlugin
 from mqttd.plugins.txmqttd_plugin import JWTFactory
@@ -70,6 +77,8 @@ DEVICE_1_NEXT = ec.generate_private_key(ec.SECP256R1())
 DEVICE_3 = ec.generate_private_key(ec.SECP256R1())
 
 AUDIENCE = "mqttd-test"
+#: What a token signed with device dev1's own key authenticates.
+DEVICE_1_IDENTITY = AuthenticatedIdentity("dev1", "jwt-device")
 #: 3.1.1 CONNACKs (section 3.2.2.3): accepted, bad user name or password.
 ACCEPTED_V3 = bytes.fromhex("20 02 00 00")
 BAD_CREDENTIALS_V3 = bytes.fromhex("20 02 00 04")
@@ -558,7 +567,7 @@ class DeviceKeyTests(CheckerTestCase):
         checker = JWTChecker(deviceDirectory=self.devices, audience=["project-1"])
         for key in (DEVICE_1, DEVICE_1_NEXT):
             token = makeToken(key, sub="admin", aud="project-1")
-            self.assertEqual(self.accepted(checker, token, "dev1"), "dev1")
+            self.assertEqual(self.accepted(checker, token, "dev1"), DEVICE_1_IDENTITY)
         self.accepted(checker, makeToken(DEVICE_1, sub=None, aud="project-1"), "dev1")
         # The claims are still checked.
         self.refused(checker, makeToken(DEVICE_1, aud="project-2"), "dev1")
@@ -594,7 +603,8 @@ class DeviceKeyTests(CheckerTestCase):
         token = makeToken(EC_OTHER)
         self.passed(checker, token, "new")
         path = writeBytes(os.path.join(self.devices, "new.pem"), publicPEM(EC_OTHER))
-        self.assertEqual(self.accepted(checker, token, "new"), "new")
+        self.assertEqual(self.accepted(checker, token, "new"),
+                         AuthenticatedIdentity("new", "jwt-device"))
         os.unlink(path)
         self.passed(checker, token, "new")
 
@@ -613,7 +623,7 @@ class DeviceKeyTests(CheckerTestCase):
         an issuer token names its subject.
         """
         checker = JWTChecker(self.keyFile, deviceDirectory=self.devices)
-        self.assertEqual(self.accepted(checker, makeToken(DEVICE_1), "dev1"), "dev1")
+        self.assertEqual(self.accepted(checker, makeToken(DEVICE_1), "dev1"), DEVICE_1_IDENTITY)
         self.assertEqual(self.accepted(checker, makeToken(EC_ISSUER, sub="svc"), "dev1"), "svc")
         self.assertEqual(self.accepted(checker, makeToken(EC_ISSUER, sub="svc"), "x"), "svc")
         self.refused(checker, makeToken(DEVICE_1), "dev3")
@@ -714,6 +724,67 @@ class InMemoryBrokerTests(CheckerTestCase):
                 self.assertEqual(connack.reasonCode, code, (level, token))
                 self.assertTrue(client.closed)
         self.assertEqual(self.authorizer.clients, [])
+
+
+class DeviceSessionTests(CheckerTestCase):
+    """
+    A device authenticated by its own key is an identity of its own kind
+    (C{jwt-device}): its sessions are not those of a password user, or of
+    an issuer token's subject, with the same name (catalogue AU-12).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        devices = os.path.join(self.directory, "devices")
+        os.mkdir(devices)
+        writeBytes(os.path.join(devices, "dev1.pem"), publicPEM(DEVICE_1))
+        self.checker = JWTChecker(self.keyFile, deviceDirectory=devices)
+        self.env = InMemoryBroker()
+        passwords = InMemoryUsernamePasswordDatabaseDontUse(dev1=b"pw")
+        self.env.factory.portal = Portal(MQTTRealm(), [CheckerChain([self.checker, passwords])])
+
+    def connack(self, cleanStart: bool, password: bytes) -> Connack:
+        client = self.env.openClient(MQTT_3_1_1)
+        client.connect("dev1", cleanStart=cleanStart, username="dev1", password=password)
+        self.env.flush()
+        [connack] = client.take()[:1]
+        assert isinstance(connack, Connack)
+        if not connack.reasonCode:
+            client.disconnect()
+            self.env.flush()
+        return connack
+
+    def test_deviceIdentity(self) -> None:
+        """A device token's identity is of kind C{jwt-device}; an issuer token's is a user."""
+        device = self.accepted(self.checker, makeToken(DEVICE_1), "dev1")
+        self.assertEqual(device, AuthenticatedIdentity("dev1", "jwt-device"))
+        self.assertEqual(device.kind, DEVICE_KIND)
+        self.assertIsNone(device.clientId)
+        self.assertEqual(self.accepted(self.checker, makeToken(EC_ISSUER, sub="dev1"), "dev1"),
+                         "dev1")
+        self.assertNotEqual(ClientIdentity(device).key, ClientIdentity("dev1").key)
+        self.assertNotEqual(ClientIdentity(device).key, ClientIdentity(b"dev1").key)
+        self.assertEqual(ClientIdentity(device).username, "dev1")
+
+    def test_deviceSessionNotResumedByPassword(self) -> None:
+        """
+        The session a device made is refused to password user C{dev1} and
+        to an issuer token for C{dev1}; the device gets it back.
+        """
+        device = makeToken(DEVICE_1)
+        self.assertEqual(self.connack(False, device).reasonCode, 0)
+        self.assertEqual(self.connack(False, b"pw").reasonCode, 0x05)
+        self.assertEqual(self.connack(True, b"pw").reasonCode, 0x05)
+        self.assertEqual(self.connack(False, makeToken(EC_ISSUER, sub="dev1")).reasonCode, 0x05)
+        again = self.connack(False, device)
+        self.assertEqual((again.reasonCode, again.sessionPresent), (0, True))
+
+    def test_passwordSessionNotResumedByDevice(self) -> None:
+        """The other way round: password user C{dev1}'s session is not the device's."""
+        self.assertEqual(self.connack(False, b"pw").reasonCode, 0)
+        self.assertEqual(self.connack(False, makeToken(DEVICE_1)).reasonCode, 0x05)
+        again = self.connack(False, b"pw")
+        self.assertEqual((again.reasonCode, again.sessionPresent), (0, True))
 
 
 class FactoryTests(SynchronousTestCase):

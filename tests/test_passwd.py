@@ -16,11 +16,12 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
+from unittest import SkipTest
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
@@ -29,6 +30,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+import mqttd.files
 import mqttd.passwd
 from mqttd import cli
 from mqttd.interfaces import IReloadable
@@ -41,6 +43,7 @@ from mqttd.passwd import (
     parsePasswordFile,
     readPasswordFile,
 )
+from tests.clienthelpers import tempDirectory
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 PASSWD = os.path.join(DATA, "mosquitto.passwd")
@@ -56,15 +59,6 @@ MQTTD = os.path.join(os.path.dirname(sys.executable), "mqttd")
 SALT = base64.b64encode(b"0123456789ab").decode()
 DIGEST = base64.b64encode(hashlib.pbkdf2_hmac("sha512", b"pw", b"0123456789ab", 5)).decode()
 GOOD = f"$7$5${SALT}${DIGEST}"
-
-
-def temporaryDirectory(test: SynchronousTestCase) -> str:
-    """
-    A new directory removed when C{test} ends.
-    """
-    directory = tempfile.mkdtemp(prefix="mqttd-passwd-")
-    test.addCleanup(shutil.rmtree, directory, True)
-    return directory
 
 
 def writeFile(path: str, text: str) -> None:
@@ -228,6 +222,16 @@ class ParseErrorTests(SynchronousTestCase):
         for iterations in ("0", "-1", "", "many"):
             self.assertBadLine(f"mallory:$7${iterations}${SALT}${DIGEST}")
 
+    def test_badIterationCountSaysSo(self) -> None:
+        """An iteration count that is not a number is called one, not a Python error."""
+        for iterations in ("many", "x", "-1", " 5", "1_000", "\uff15", "5.0"):
+            error = self.assertBadLine(f"mallory:$7${iterations}${SALT}${DIGEST}")
+            self.assertIn(f"bad iteration count {iterations!r}", str(error))
+            self.assertNotIn("invalid literal", str(error))
+        with self.assertRaises(ValueError) as caught:
+            parseHash(f"$7$x${SALT}${DIGEST}")
+        self.assertEqual(str(caught.exception), "bad iteration count 'x'")
+
     def test_missingField(self) -> None:
         """A $7$ hash without its iteration count, or with extra fields, is an error."""
         self.assertBadLine(f"mallory:$7${SALT}${DIGEST}")
@@ -240,7 +244,7 @@ class ParseErrorTests(SynchronousTestCase):
 
     def test_readNamesFile(self) -> None:
         """L{readPasswordFile} errors name the file and the line; a missing file is an error."""
-        directory = temporaryDirectory(self)
+        directory = tempDirectory(self)
         path = os.path.join(directory, "passwd")
         writeFile(path, f"alice:{GOOD}\nbob\n")
         with self.assertRaises(PasswordFileError) as caught:
@@ -251,9 +255,23 @@ class ParseErrorTests(SynchronousTestCase):
             readPasswordFile(os.path.join(directory, "missing"))
         self.assertIn("missing", str(caught.exception))
 
+    def test_readErrorsNameFileOnce(self) -> None:
+        """A missing or non-UTF-8 file: C{PATH: reason}, the path said once."""
+        directory = tempDirectory(self)
+        missing = os.path.join(directory, "missing")
+        with self.assertRaises(PasswordFileError) as caught:
+            readPasswordFile(missing)
+        self.assertEqual(str(caught.exception), f"{missing}: No such file or directory")
+        path = os.path.join(directory, "latin1")
+        with open(path, "wb") as f:
+            f.write(f"j\xfcrgen:{GOOD}\n".encode("latin-1"))
+        with self.assertRaises(PasswordFileError) as caught:
+            readPasswordFile(path)
+        self.assertEqual(str(caught.exception), f"{path}: not UTF-8")
+
     def test_checkerRefusesBadFile(self) -> None:
         """A checker cannot be made from a damaged file."""
-        directory = temporaryDirectory(self)
+        directory = tempDirectory(self)
         path = os.path.join(directory, "passwd")
         writeFile(path, f"alice:{GOOD}\nbob:\n")
         self.assertRaises(PasswordFileError, PasswordFileChecker, path, False)
@@ -378,7 +396,7 @@ class ReloadTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        directory = temporaryDirectory(self)
+        directory = tempDirectory(self)
         self.path = os.path.join(directory, "passwd")
         self.alice = hashPassword(b"one", iterations=3)
         writeFile(self.path, f"alice:{self.alice.encode()}\n")
@@ -469,7 +487,7 @@ class PasswdCommandTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = temporaryDirectory(self)
+        self.directory = tempDirectory(self)
         self.path = os.path.join(self.directory, "passwd")
 
     def runPasswd(self, *argv: str) -> tuple[int, str]:
@@ -599,6 +617,46 @@ class PasswdCommandTests(SynchronousTestCase):
         self.assertEqual(readFile(self.path), before)
         self.assertEqual(sorted(os.listdir(self.directory)), ["passwd"])
 
+    def test_updateKeepsMode(self) -> None:
+        """Changing or deleting a user keeps the file's mode; a new file is 0600."""
+        self.assertOk("-c", "-b", self.path, "alice", "one")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        os.chmod(self.path, 0o640)
+        self.assertOk("-b", self.path, "bob", "two")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
+        self.assertOk("-D", self.path, "alice")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
+        self.assertEqual(list(self.users()), ["bob"])
+
+    def test_writeErrorNamesFile(self) -> None:
+        """
+        A file that cannot be written is named in the error (not the
+        temporary file beside it), and no temporary file is left.
+        """
+        parent = os.path.dirname(self.directory)
+        base = os.path.basename(self.directory)
+        cwd = os.getcwd()
+        os.chdir(self.directory)
+        self.addCleanup(os.chdir, cwd)
+        status, err = self.runPasswd("-c", "-b", ".", "u", "p")
+        self.assertEqual((status, err), (1, "mqttd passwd: .: Is a directory\n"))
+        self.assertEqual([n for n in os.listdir(parent) if n.startswith(f".{base}.")], [])
+        self.assertEqual(os.listdir(self.directory), [])
+        nowhere = os.path.join(self.directory, "nowhere", "passwd")
+        status, err = self.runPasswd("-c", "-b", nowhere, "u", "p")
+        self.assertEqual((status, err),
+                         (1, f"mqttd passwd: {nowhere}: No such file or directory\n"))
+
+    def test_readErrors(self) -> None:
+        """A file that cannot be read or is not UTF-8: one line naming it once, with the reason."""
+        status, err = self.runPasswd("-b", self.directory, "u", "p")
+        self.assertEqual((status, err),
+                         (1, f"mqttd passwd: cannot read {self.directory}: Is a directory\n"))
+        with open(self.path, "wb") as f:
+            f.write(f"j\xfcrgen:{GOOD}\n".encode("latin-1"))
+        status, err = self.runPasswd("-b", self.path, "u", "p")
+        self.assertEqual((status, err), (1, f"mqttd passwd: cannot read {self.path}: not UTF-8\n"))
+
     def test_temporaryFileNotFollowed(self) -> None:
         """A symlink planted at the temporary file's name is not written through."""
         self.assertOk("-c", "-b", self.path, "alice", "one")
@@ -680,7 +738,7 @@ class InteractivePasswdTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = temporaryDirectory(self)
+        self.directory = tempDirectory(self)
         self.path = os.path.join(self.directory, "passwd")
         self.prompts: list[str] = []
 
@@ -818,7 +876,7 @@ class MosquittoRoundTripTests(SynchronousTestCase):
 
     def test_mosquittoAcceptsFile(self) -> None:
         """Users added by C{mqttd passwd} (default and low iterations) log in; wrong passwords fail."""
-        directory = temporaryDirectory(self)
+        directory = tempDirectory(self)
         path = os.path.join(directory, "passwd")
         for argv in (
             ["-c", "-b", path, "alice", "alice-pw"],
@@ -833,3 +891,87 @@ class MosquittoRoundTripTests(SynchronousTestCase):
         for user, password in (("alice", "alice-pW"), ("bob", "b:b 0"), ("carol", "x")):
             result = self.publish(port, user, password)
             self.assertNotEqual(result.returncode, 0, (user, password))
+
+
+class PrivateFileTests(SynchronousTestCase):
+    """
+    L{mqttd.files.writePrivateFile}, the writer of password and SCRAM
+    credential files (still importable as C{mqttd.passwd.writePrivateFile}).
+    """
+
+    def setUp(self) -> None:
+        self.directory = tempDirectory(self)
+        self.path = os.path.join(self.directory, "passwd")
+
+    def mode(self) -> int:
+        return stat.S_IMODE(os.stat(self.path).st_mode)
+
+    def test_sameFunction(self) -> None:
+        """The old import still works."""
+        self.assertIs(mqttd.passwd.writePrivateFile, mqttd.files.writePrivateFile)
+
+    def test_flushedToDiskBeforeReplacing(self) -> None:
+        """The new text is on disk (fsync) before it takes the old file's place."""
+        events: list[tuple[str, Any]] = []
+        realFsync, realReplace = os.fsync, os.replace
+
+        def fsync(fd: int) -> None:
+            events.append(("fsync", os.pread(fd, 1000, 0)))
+            realFsync(fd)
+
+        def replace(source: Any, target: Any) -> None:
+            events.append(("replace", target))
+            realReplace(source, target)
+
+        self.patch(os, "fsync", fsync)
+        self.patch(os, "replace", replace)
+        mqttd.files.writePrivateFile(self.path, "alice:x\n")
+        self.assertEqual(events, [("fsync", b"alice:x\n"), ("replace", self.path)])
+        self.assertEqual(readFile(self.path), "alice:x\n")
+
+    def test_modes(self) -> None:
+        """New: 0600; replaced: its mode kept; C{new=True}: 0600 again."""
+        mqttd.files.writePrivateFile(self.path, "one\n")
+        self.assertEqual(self.mode(), 0o600)
+        for mode in (0o640, 0o644, 0o400):
+            os.chmod(self.path, mode)
+            mqttd.files.writePrivateFile(self.path, "two\n")
+            self.assertEqual(self.mode(), mode)
+        mqttd.files.writePrivateFile(self.path, "three\n", new=True)
+        self.assertEqual(self.mode(), 0o600)
+        self.assertEqual(readFile(self.path), "three\n")
+
+    def test_ownerAndGroupKept(self) -> None:
+        """Run as root, a replaced file keeps its owner and group."""
+        if os.geteuid() != 0:
+            raise SkipTest("needs root")
+        mqttd.files.writePrivateFile(self.path, "one\n")
+        os.chown(self.path, 65534, 65534)
+        os.chmod(self.path, 0o640)
+        mqttd.files.writePrivateFile(self.path, "two\n")
+        info = os.stat(self.path)
+        self.assertEqual((info.st_uid, info.st_gid, self.mode()), (65534, 65534, 0o640))
+        mqttd.files.writePrivateFile(self.path, "three\n", new=True)
+        info = os.stat(self.path)
+        self.assertEqual((info.st_uid, info.st_gid, self.mode()), (0, 0, 0o600))
+
+    def test_groupThatCannotBeKeptLosesAccess(self) -> None:
+        """
+        When the file's group cannot be given to the new file, the group
+        bits are dropped: the caller's own group never gets to read it.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root to give the file another group")
+        mqttd.files.writePrivateFile(self.path, "one\n")
+        mine = os.stat(self.path)
+        other = 65534 if mine.st_gid != 65534 else 65533
+        os.chown(self.path, mine.st_uid, other)
+        os.chmod(self.path, 0o644)
+
+        def fchown(fd: int, uid: int, gid: int) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        self.patch(os, "fchown", fchown)
+        mqttd.files.writePrivateFile(self.path, "two\n")
+        info = os.stat(self.path)
+        self.assertEqual((info.st_gid, self.mode()), (mine.st_gid, 0o604))

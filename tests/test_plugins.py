@@ -252,6 +252,26 @@ class PluginArgumentsTests(SynchronousTestCase):
         self.assertIn("threaded", str(caught.exception))
         self.assertIn("maybe", str(caught.exception))
 
+    def test_oneBooleanParser(self) -> None:
+        """
+        Plug-in flags, broker settings and C{mtls:} arguments share
+        L{parseBoolean}: the same words, the same refusals.
+        """
+        from mqttd.config import OPTIONS_BY_NAME, parseBoolean, parseValue
+
+        spec = OPTIONS_BY_NAME["retain-available"]
+        for word, value in (("yes", True), ("TRUE", True), ("On", True), ("1", True),
+                            ("no", False), ("False", False), ("OFF", False), ("0", False)):
+            self.assertIs(parseBoolean(word), value, word)
+            self.assertIs(self.arguments(f"x:f={word}").flag("f", not value), value, word)
+            self.assertIs(parseValue(spec, word), value, word)
+        for word in ("maybe", "", "y", "n", "2", " yes"):
+            with self.assertRaises(ValueError) as caught:
+                parseBoolean(word)
+            self.assertEqual(str(caught.exception), f"must be yes or no, not {word!r}")
+            self.assertRaises(PluginError, self.arguments(f"x:f={word}").flag, "f", True)
+            self.assertRaises(ValueError, parseValue, spec, word)
+
     def test_onlyKnown(self) -> None:
         """Known options pass."""
         self.arguments("x:file=f:threaded=no").onlyKnown("file", "threaded")

@@ -18,11 +18,9 @@ import hmac
 import io
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -58,7 +56,7 @@ from mqttd.scram import (
 )
 from mqttd.testing import InMemoryBroker, MQTTTestClient
 from tests.brokerprocess import BrokerProcess
-from tests.clienthelpers import CodecClient
+from tests.clienthelpers import CodecClient, tempDirectory
 
 METHOD = "SCRAM-SHA-256"
 
@@ -139,12 +137,6 @@ class ScramClient:
             serverFinal, expected
         )
         return self.serverVerified
-
-
-def temporaryDirectory(test: SynchronousTestCase) -> str:
-    directory = tempfile.mkdtemp(prefix="mqttd-scram-")
-    test.addCleanup(shutil.rmtree, directory, True)
-    return directory
 
 
 def writeFile(path: str, text: str) -> None:
@@ -657,7 +649,7 @@ class CredentialFileTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = temporaryDirectory(self)
+        self.directory = tempDirectory(self)
         self.path = os.path.join(self.directory, "scram")
 
     def test_roundTrip(self) -> None:
@@ -711,6 +703,17 @@ class CredentialFileTests(SynchronousTestCase):
         os.unlink(self.path)
         self.assertRaises(ScramFileError, readCredentialFile, self.path)
         self.assertRaises(ScramFileError, ScramAuthenticator, self.path)
+
+    def test_readErrorsNameFileOnce(self) -> None:
+        """A missing or non-UTF-8 file: C{PATH: reason}, the path said once."""
+        with self.assertRaises(ScramFileError) as caught:
+            readCredentialFile(self.path)
+        self.assertEqual(str(caught.exception), f"{self.path}: No such file or directory")
+        with open(self.path, "wb") as f:
+            f.write(b"\xff" + line("alice", ALICE).encode("ascii"))
+        with self.assertRaises(ScramFileError) as caught:
+            readCredentialFile(self.path)
+        self.assertEqual(str(caught.exception), f"{self.path}: not UTF-8")
 
     def login(self, auth: ScramAuthenticator, user: str, password: str) -> bool:
         return isinstance(run(auth, ScramClient(user, password)), AuthSuccess)
@@ -773,7 +776,7 @@ class PluginTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = temporaryDirectory(self)
+        self.directory = tempDirectory(self)
         self.path = os.path.join(self.directory, "scram")
         writeFile(self.path, line("alice", ALICE))
 
@@ -836,7 +839,7 @@ class ScramCommandTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = temporaryDirectory(self)
+        self.directory = tempDirectory(self)
         self.path = os.path.join(self.directory, "scram")
 
     def assertOk(self, *argv: str) -> None:
@@ -888,6 +891,17 @@ class ScramCommandTests(SynchronousTestCase):
         self.assertTrue(self.login("alice", "uno"))
         self.assertFalse(self.login("alice", "one"))
         self.assertTrue(self.login("bob", "two"))
+
+    def test_updateKeepsMode(self) -> None:
+        """Changing or deleting a user keeps the file's mode (a new file is 0600)."""
+        self.assertOk("-c", "-b", self.path, "alice", "one")
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        os.chmod(self.path, 0o640)
+        self.assertOk("-b", self.path, "bob", "two")
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o640)
+        self.assertOk("-D", self.path, "alice")
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o640)
+        self.assertEqual(list(self.users()), ["bob"])
 
     def test_iterations(self) -> None:
         """-I sets the iteration count; below 4096 is refused."""
@@ -977,7 +991,7 @@ class EndToEndTests(SynchronousTestCase):
 
     def test_broker(self) -> None:
         """Login, a QoS 1 round trip, re-authentication, refusals (wrong password, unknown user, no SCRAM) and SIGHUP reload, against twistd."""
-        directory = temporaryDirectory(self)
+        directory = tempDirectory(self)
         path = os.path.join(directory, "scram")
         self.assertEqual(runMain(self, ["scram", "-c", "-b", path, "alice", "s3cret"]), (0, ""))
         broker = BrokerProcess("--auth", f"scram:file={path}")

@@ -329,6 +329,15 @@ class OptionsTests(SynchronousTestCase):
         ]:
             self.assertFalse(isLocalEndpoint(description), description)
 
+    def test_oneEndpointGrammar(self) -> None:
+        """Endpoint strings are split by the plug-in grammar itself, not a second name for it."""
+        import mqttd.tap
+
+        self.assertEqual(
+            mqttd.tap.resolveEndpointPaths(r"ssl:8883:privateKey=k\:1.pem", "/etc/mqttd"),
+            r"ssl:8883:privateKey=/etc/mqttd/k\:1.pem",
+        )
+
     def test_nonLocalListenerNeedsAllowAnonymous(self) -> None:
         """A non-local listener without authentication refuses to start unless --allow-anonymous."""
         self.assertFails(

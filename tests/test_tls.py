@@ -569,6 +569,22 @@ class ParserTests(SynchronousTestCase):
                       self.error("8883", requireCertificate="maybe", **self.good))
         self.assertIn("interface", self.error("8883", interface="not-an-ip", **self.good))
 
+    def test_requireCertificateWords(self) -> None:
+        """C{requireCertificate} takes every yes/no word (C{on}/C{off} too), in any case."""
+        for word, value in (("yes", True), ("true", True), ("on", True), ("1", True),
+                            ("NO", False), ("false", False), ("off", False), ("Off", False),
+                            ("0", False)):
+            endpoint = parseMutualTLS(None, "0", requireCertificate=word, **self.good)
+            self.assertIs(endpoint.tls.requireCertificate, value, word)
+        self.assertEqual(self.error("8883", requireCertificate="Maybe", **self.good),
+                         "mtls: requireCertificate must be yes or no, not 'Maybe'")
+
+    def test_fileErrors(self) -> None:
+        """An unreadable file: C{ARGUMENT PATH: reason}, the path said once."""
+        missing = os.path.join(self.setup.directory, "missing.pem")
+        self.assertEqual(self.error("8883", **dict(self.good, caCerts=missing)),
+                         f"mtls: caCerts {missing}: No such file or directory")
+
     def test_badFiles(self) -> None:
         """Missing files, non-PEM files, a key that does not match, a CRL from another CA."""
         missing = os.path.join(self.setup.directory, "missing.pem")

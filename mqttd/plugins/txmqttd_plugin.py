@@ -208,8 +208,8 @@ algorithms=ALG[,ALG...]: accepted algorithms (default RS256,RS384,RS512,PS256,
             value = arguments.get(key, default)
             return [name.strip() for name in value.split(",") if name.strip()]
 
-        def claim(key: str, default: str | None) -> str | None:
-            value = arguments.get(key, default)
+        def claim(key: str) -> str | None:
+            value = arguments.get(key)
             if value is not None and not value:
                 raise PluginError(f"jwt: {key} must name a claim")
             return value
@@ -225,8 +225,8 @@ algorithms=ALG[,ALG...]: accepted algorithms (default RS256,RS384,RS512,PS256,
         try:
             return JWTChecker(
                 keyFile, jwksFile, deviceDirectory,
-                usernameClaim=claim("username-claim", "sub") or "sub",
-                clientIdClaim=claim("clientid-claim", None),
+                usernameClaim=claim("username-claim") or "sub",
+                clientIdClaim=claim("clientid-claim"),
                 audience=names("audience"),
                 issuer=names("issuer"),
                 require=names("require", "exp"),
